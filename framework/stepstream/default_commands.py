@@ -1,0 +1,132 @@
+"""Built-in sub-commands, registered like any plugin's: `stepstream run` and `stepstream plugins`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+import anyio
+import click
+from rich.console import Console
+
+from .console import ConsoleReporter
+from .engine import Engine
+from .errors import InputError, PipelineDefinitionError
+from .loader import LoadError, load_pipeline
+from .plugins import PluginManager, hookimpl
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def _parse_inputs(pairs: tuple[str, ...], inputs_json: str | None) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    if inputs_json:
+        text = inputs_json
+        if text.startswith("@"):
+            try:
+                with open(text[1:], encoding="utf-8") as f:
+                    text = f.read()
+            except OSError as exc:
+                raise click.BadParameter(f"cannot read {text[1:]}: {exc.strerror}") from None
+        try:
+            loaded = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not valid JSON ({exc.msg} at char {exc.pos})") from None
+        if not isinstance(loaded, dict):
+            raise click.BadParameter("must be a JSON object, e.g. '{\"rows\": 100}'")
+        inputs.update(loaded)
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE")
+        try:
+            inputs[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            inputs[key] = raw
+    return inputs
+
+
+@click.command()
+@click.argument("target")
+@click.option(
+    "-i", "--input", "pairs", multiple=True, metavar="KEY=VALUE",
+    help="An input; VALUE is read as JSON when it parses (42, true, [1,2]), else as a string.",
+)
+@click.option("--inputs-json", metavar="JSON|@FILE", help="All inputs as one JSON object, or @file.")
+@click.option("--traceback", "show_traceback", is_flag=True, help="Show the failed step's traceback.")
+@click.pass_obj
+def run(
+    plugins: PluginManager, target: str, pairs: tuple[str, ...], inputs_json: str | None,
+    show_traceback: bool,
+) -> None:
+    """Run a pipeline: TARGET is FILE.py:pipeline or module:pipeline."""
+    try:
+        pipeline = load_pipeline(target)
+        inputs = _parse_inputs(pairs, inputs_json)
+    except (LoadError, PipelineDefinitionError) as exc:
+        raise click.ClickException(str(exc)) from None
+    console = Console(stderr=True)
+    engine = Engine(plugins=plugins)
+
+    async def main() -> int:
+        job = engine.create(pipeline, inputs)
+        with ConsoleReporter(engine.tracker, console) as reporter:
+            plugins.register(reporter, name="console")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_on_interrupt, job.cancel)
+                status, error = await engine.runner.run(job)
+                tg.cancel_scope.cancel()
+        record = engine.tracker.get(job.execution_id)
+        if status == "completed":
+            click.echo(json.dumps(record.outputs, indent=2, default=repr))
+            return 0
+        if status == "cancelled":
+            console.print("[yellow]cancelled[/]")
+            return EXIT_INTERRUPTED
+        assert error is not None
+        if show_traceback and error.traceback:
+            console.print(error.traceback, markup=False, highlight=False)
+        console.print(f"[red]step {error.step!r} failed:[/] {error.type}: {error.message}", highlight=False)
+        return EXIT_FAILED
+
+    try:
+        code = anyio.run(main)
+    except InputError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+async def _cancel_on_interrupt(cancel: Any) -> None:
+    """First Ctrl-C cancels the execution cleanly; a second one exits without waiting."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        interrupts = 0
+        async for _ in signals:
+            interrupts += 1
+            if interrupts > 1:
+                os._exit(EXIT_INTERRUPTED)
+            cancel()
+
+
+@click.command(name="plugins")
+@click.pass_obj
+def list_plugins(plugins: PluginManager) -> None:
+    """List registered plugins, where each came from and the hooks each implements."""
+    Engine(plugins=plugins)  # registers the tracker, so the list shows what a run uses
+    console = Console()
+    for name, plugin in sorted(plugins.list_name_plugin(), key=lambda item: str(item[0])):
+        if plugin is None:
+            continue
+        hooks = sorted(caller.name for caller in plugins.get_hookcallers(plugin) or ())
+        console.print(f"[bold]{name}[/]  ({plugins.origin(name)})", highlight=False)
+        console.print(f"  hooks: {', '.join(hooks) or 'none'}", highlight=False)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    """Add `run` and `plugins`."""
+    cli.add_command(run)
+    cli.add_command(list_plugins)

@@ -1,0 +1,46 @@
+"""Exceptions a user of stepstream can catch, each with a message that says what to fix."""
+
+from __future__ import annotations
+
+
+class StepstreamError(Exception):
+    """Base of every error stepstream raises on purpose."""
+
+
+class PipelineDefinitionError(StepstreamError):
+    """A pipeline was declared in a way that cannot run."""
+
+
+class InputError(StepstreamError):
+    """Inputs do not fit the pipeline's first step; `problems` maps each field to what is wrong."""
+
+    def __init__(self, pipeline: str, problems: dict[str, str]) -> None:
+        self.pipeline = pipeline
+        self.problems = problems
+        lines = "; ".join(f"{name}: {why}" for name, why in problems.items())
+        super().__init__(f"invalid inputs for pipeline {pipeline!r}: {lines}")
+
+
+class Cancelled(StepstreamError):
+    """Raised inside a step by its Progress handle once the execution is cancelled."""
+
+
+class UnknownExecution(StepstreamError, LookupError):
+    """No execution has this id."""
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(f"no execution with id {execution_id!r}")
+
+
+class ExecutionFinished(StepstreamError):
+    """The execution already ended, so it cannot be cancelled or run again."""
+
+    def __init__(self, execution_id: str, status: str) -> None:
+        self.execution_id = execution_id
+        self.status = status
+        super().__init__(f"execution {execution_id!r} already finished: {status}")
+
+
+class StoreError(StepstreamError):
+    """A store cannot be opened or used; the message names the URL or path."""

@@ -1,0 +1,251 @@
+"""Pipelines of decorated steps, checked when declared so that what is declared can run."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+import msgspec
+
+from .errors import InputError, PipelineDefinitionError
+from .progress import Progress
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Step:
+    """One declared step: the function, how it is called and its share of the percentage."""
+
+    __slots__ = ("fn", "is_async", "name", "progress_param", "value_param", "weight")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        weight: float,
+        value_param: str | None,
+        progress_param: str | None,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.weight = weight
+        self.value_param = value_param
+        self.progress_param = progress_param
+        self.is_async = inspect.iscoroutinefunction(fn)
+
+    def __repr__(self) -> str:
+        return f"Step({self.name!r}, weight={self.weight})"
+
+
+class InputField(msgspec.Struct, frozen=True):
+    """One input of a pipeline: the first step's parameter it feeds."""
+
+    name: str
+    type: Any
+    default: Any = inspect.Parameter.empty
+
+    @property
+    def required(self) -> bool:
+        """True when the caller must provide a value."""
+        return self.default is inspect.Parameter.empty
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception as exc:
+        raise PipelineDefinitionError(
+            f"step {_describe(fn)} has type hints that cannot be resolved ({exc}); "
+            "import the names its annotations use at module level"
+        ) from exc
+
+
+class Pipeline:
+    """A named sequence of steps; the first step's parameters are its inputs."""
+
+    def __init__(self, name: str, description: str = "") -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise PipelineDefinitionError("a pipeline needs a non-empty name, e.g. Pipeline('etl')")
+        self.name = name
+        self.description = description
+        self.steps: list[Step] = []
+        self._inputs: list[InputField] = []
+        self._input_schema: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.name!r}, steps={[s.name for s in self.steps]})"
+
+    @overload
+    def step(self, fn: F, /) -> F: ...
+
+    @overload
+    def step(self, *, name: str | None = None, weight: float = 1.0) -> Callable[[F], F]: ...
+
+    def step(
+        self, fn: F | None = None, /, *, name: str | None = None, weight: float = 1.0
+    ) -> F | Callable[[F], F]:
+        """Declare a step: `@pipeline.step` or `@pipeline.step(name=..., weight=...)`."""
+        if fn is not None:
+            self._add(fn, name, weight)
+            return fn
+
+        def decorate(func: F) -> F:
+            self._add(func, name, weight)
+            return func
+
+        return decorate
+
+    def _add(self, fn: Callable[..., Any], name: str | None, weight: float) -> None:
+        if not callable(fn):
+            raise PipelineDefinitionError(
+                f"@{self.name}.step decorates functions, got {fn!r}; "
+                "use @pipeline.step or @pipeline.step(name=..., weight=...)"
+            )
+        step_name = name or fn.__name__
+        if any(s.name == step_name for s in self.steps):
+            raise PipelineDefinitionError(
+                f"pipeline {self.name!r} already has a step named {step_name!r} "
+                f"({_describe(fn)}); give one of them another name with "
+                "@pipeline.step(name=...)"
+            )
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+            raise PipelineDefinitionError(
+                f"step {step_name!r} ({_describe(fn)}) has weight {weight!r}; "
+                "a weight is a positive number"
+            )
+        hints = _hints(fn)
+        params = list(inspect.signature(fn).parameters.values())
+        for p in params:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise PipelineDefinitionError(
+                    f"step {_describe(fn)} takes *{p.name}; steps take named parameters only"
+                )
+        progress_params = [p.name for p in params if hints.get(p.name) is Progress]
+        if len(progress_params) > 1:
+            raise PipelineDefinitionError(
+                f"step {_describe(fn)} has more than one Progress parameter "
+                f"({', '.join(progress_params)}); keep one"
+            )
+        progress_param = progress_params[0] if progress_params else None
+        others = [p for p in params if p.name != progress_param]
+        if not self.steps:
+            self._inputs = [
+                InputField(p.name, hints.get(p.name, Any), p.default) for p in others
+            ]
+            self._input_schema = None
+            value_param = None
+        else:
+            if len(others) != 1:
+                raise PipelineDefinitionError(
+                    f"step {_describe(fn)} takes {len(others)} parameters besides Progress; "
+                    "a step after the first takes exactly one, the previous step's result "
+                    f"(add or keep one parameter, e.g. def {fn.__name__}(value): ...)"
+                )
+            value_param = others[0].name
+        self.steps.append(Step(fn, step_name, float(weight), value_param, progress_param))
+
+    @property
+    def inputs(self) -> list[InputField]:
+        """The pipeline's inputs, from the first step's signature."""
+        return list(self._inputs)
+
+    def check_runnable(self) -> None:
+        """Raise PipelineDefinitionError unless the pipeline has something to run."""
+        if not self.steps:
+            raise PipelineDefinitionError(
+                f"pipeline {self.name!r} has no steps; decorate a function with @{self.name}.step"
+            )
+
+    def validate_inputs(self, inputs: dict[str, Any] | None) -> dict[str, Any]:
+        """Convert inputs to the first step's types; report every bad field at once."""
+        self.check_runnable()
+        if inputs is None:
+            inputs = {}
+        if not isinstance(inputs, dict):
+            raise InputError(self.name, {"inputs": f"expected an object, got {_type_name(inputs)}"})
+        problems: dict[str, str] = {}
+        known = {f.name for f in self._inputs}
+        for key in inputs:
+            if key not in known:
+                expected = ", ".join(sorted(known)) or "no inputs"
+                problems[key] = f"unknown input (expected: {expected})"
+        converted: dict[str, Any] = {}
+        for field in self._inputs:
+            if field.name not in inputs:
+                if field.required:
+                    problems[field.name] = f"missing (expected {_type_label(field.type)})"
+                continue
+            try:
+                converted[field.name] = msgspec.convert(inputs[field.name], field.type)
+            except msgspec.ValidationError as exc:
+                problems[field.name] = (
+                    f"expected {_type_label(field.type)}, got {_type_name(inputs[field.name])}"
+                    + _detail(exc)
+                )
+            except TypeError:
+                converted[field.name] = inputs[field.name]
+        if problems:
+            raise InputError(self.name, problems)
+        return converted
+
+    def input_schema(self) -> dict[str, Any]:
+        """The inputs as a JSON Schema object, for forms and for the server's OpenAPI."""
+        if self._input_schema is None:
+            self.check_runnable()
+            struct = msgspec.defstruct(
+                f"{self.name}_inputs",
+                [
+                    (f.name, f.type)
+                    if f.required
+                    else (f.name, f.type, msgspec.field(default=f.default))
+                    for f in self._inputs
+                ],
+                kw_only=True,
+            )
+            try:
+                schema = msgspec.json.schema(struct)
+            except (TypeError, ValueError):
+                schema = {"type": "object"}
+            defs = schema.pop("$defs", {})
+            ref = schema.get("$ref", "")
+            body = defs.pop(ref.rsplit("/", 1)[-1], schema) if ref else schema
+            body.pop("title", None)
+            if defs:
+                body["$defs"] = defs
+            self._input_schema = body
+        return self._input_schema
+
+    def run(self, **inputs: Any) -> Any:
+        """Run the pipeline to completion in a fresh event loop and return its outputs."""
+        from .engine import run_pipeline
+
+        return run_pipeline(self, inputs)
+
+
+def _type_label(tp: Any) -> str:
+    if tp is Any:
+        return "any value"
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _type_name(value: Any) -> str:
+    return {
+        type(None): "null",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+def _detail(exc: msgspec.ValidationError) -> str:
+    text = str(exc)
+    return "" if text.startswith("Expected `") and " - at `" not in text else f" ({text})"

@@ -1,0 +1,143 @@
+"""A subscriber's view of the event stream: replay what it missed, then follow live.
+
+Each subscription buffers on its own, so a slow reader never slows the pipeline
+or another reader: lifecycle events queue in order and are never dropped, while
+progress events wait as one slot per execution that the newest one overwrites.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from types import TracebackType
+
+from .events import TERMINAL_EVENTS, Event, ProgressEvent, StatusEvent
+
+
+class Subscription:
+    """Async iterator over events; a single-execution one ends after the terminal event."""
+
+    def __init__(
+        self,
+        replay: Iterable[Event],
+        *,
+        after: int = 0,
+        unsubscribe: Callable[[Subscription], None],
+        single_execution: bool = True,
+        status: StatusEvent | None = None,
+    ) -> None:
+        self.status = status
+        self.execution_id = status.execution_id if status is not None else None
+        self._loop = asyncio.get_running_loop()
+        self._lock = threading.Lock()
+        self._queue: deque[Event | str] = deque()
+        self._latest_progress: dict[str, ProgressEvent] = {}
+        self._last_seq: dict[str, int] = {}
+        self._after = after if single_execution else 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._unsubscribe: Callable[[Subscription], None] | None = unsubscribe
+        self._single = single_execution
+        self._ended = False
+        self._replay: deque[Event] = deque(e for e in replay if e.seq > after)
+
+    def push(self, event: Event) -> None:
+        """Queue a live event; safe from any thread, never blocks on the reader."""
+        with self._lock:
+            if isinstance(event, ProgressEvent):
+                key = event.execution_id
+                if key not in self._latest_progress:
+                    self._queue.append(key)
+                self._latest_progress[key] = event
+            else:
+                self._queue.append(event)
+            waiter = self._waiter
+            self._waiter = None
+        if waiter is not None:
+            self._wake(waiter)
+
+    def _wake(self, waiter: asyncio.Future[None]) -> None:
+        def resolve() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            resolve()
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(resolve)
+
+    def _is_new(self, event: Event) -> bool:
+        if event.seq <= self._last_seq.get(event.execution_id, self._after):
+            return False
+        self._last_seq[event.execution_id] = event.seq
+        return True
+
+    def _pop(self) -> Event | None:
+        while self._replay:
+            event = self._replay.popleft()
+            if self._is_new(event):
+                return event
+        with self._lock:
+            while self._queue:
+                item = self._queue.popleft()
+                event = self._latest_progress.pop(item) if isinstance(item, str) else item
+                if self._is_new(event):
+                    return event
+            if not self._ended:
+                self._waiter = self._loop.create_future()
+            return None
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._ended:
+            event = self._pop()
+            if event is not None:
+                if self._single and isinstance(event, TERMINAL_EVENTS):
+                    self._ended = True
+                    self.close()
+                return event
+            waiter = self._waiter
+            if waiter is not None:
+                await waiter
+        raise StopAsyncIteration
+
+    def close(self) -> None:
+        """Stop receiving and free everything held for this subscriber; idempotent."""
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe(self)
+        with self._lock:
+            self._ended = True
+            self._replay.clear()
+            self._queue.clear()
+            self._latest_progress.clear()
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            self._wake(waiter)
+
+    async def aclose(self) -> None:
+        """Async alias of `close`, for `contextlib.aclosing` and async generators' habits."""
+        self.close()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def pending(self) -> int:
+        """How many queued items wait for the reader (progress counts once per execution)."""
+        return len(self._replay) + len(self._queue)

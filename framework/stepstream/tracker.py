@@ -1,0 +1,463 @@
+"""The tracker: a default plugin that turns hooks into execution records and event logs.
+
+Every change to an execution is an event with the next sequence number. The
+same `ingest` path applies events made here from hooks and events made by a
+worker elsewhere, so applying one event twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .errors import UnknownExecution
+from .events import (
+    TERMINAL_EVENTS,
+    CancelledEvent,
+    CompletedEvent,
+    ErrorInfo,
+    Event,
+    ExecutionRecord,
+    FailedEvent,
+    ProgressEvent,
+    ProgressSnapshot,
+    StartedEvent,
+    Status,
+    StatusEvent,
+    StepState,
+)
+from .ids import new_execution_id
+from .plugins import hookimpl
+from .subscription import Subscription
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline, Step
+    from .stores import ExecutionStore
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def jsonable(value: Any) -> Any:
+    """Outputs as JSON-ready builtins; what msgspec cannot encode becomes its repr."""
+    return msgspec.to_builtins(value, enc_hook=repr, str_keys=True)
+
+
+class _Active:
+    """A not-yet-finished execution: its record, its subscribers and, if run here, its clocks."""
+
+    __slots__ = (
+        "items_done",
+        "items_total",
+        "record",
+        "started_clock",
+        "step_clock",
+        "subscribers",
+        "weight_done",
+        "weight_total",
+        "weights",
+    )
+
+    def __init__(self, record: ExecutionRecord) -> None:
+        self.record = record
+        self.subscribers: list[Subscription] = []
+        self.weights = [s.weight for s in record.steps]
+        self.weight_total = sum(self.weights) or 1.0
+        self.weight_done = 0.0
+        self.started_clock = time.perf_counter()
+        self.step_clock = self.started_clock
+        self.items_done: int | None = None
+        self.items_total: int | None = None
+
+
+class Tracker:
+    """Keeps execution records and ordered event logs in a store and feeds subscribers."""
+
+    def __init__(self, store: ExecutionStore | None = None) -> None:
+        if store is None:
+            from .stores.memory import MemoryStore
+
+            store = MemoryStore()
+        self.store = store
+        self._active: dict[str, _Active] = {}
+        self._watchers: list[tuple[Subscription, frozenset[str] | None]] = []
+        self._lock = threading.Lock()
+
+    # -- creating and reading -------------------------------------------------
+
+    def create(self, pipeline: Pipeline, inputs: dict[str, Any]) -> ExecutionRecord:
+        """Record a new `pending` execution of `pipeline` with already-validated inputs."""
+        record = ExecutionRecord(
+            execution_id=new_execution_id(),
+            pipeline=pipeline.name,
+            status="pending",
+            progress=None,
+            inputs=jsonable(inputs),
+            created_at=_now(),
+            steps=[
+                StepState(name=s.name, index=i, weight=s.weight)
+                for i, s in enumerate(pipeline.steps)
+            ],
+        )
+        with self._lock:
+            active = self._active[record.execution_id] = _Active(record)
+            self._publish(
+                active,
+                StatusEvent(
+                    execution_id=record.execution_id,
+                    seq=1,
+                    status="pending",
+                    pipeline=pipeline.name,
+                ),
+            )
+        return record
+
+    def get(self, execution_id: str) -> ExecutionRecord:
+        """The record of an execution; raises UnknownExecution."""
+        active = self._active.get(execution_id)
+        if active is not None:
+            return active.record
+        record = self.store.get(execution_id)
+        if record is None:
+            raise UnknownExecution(execution_id)
+        return record
+
+    def events(self, execution_id: str, after: int = 0) -> list[Event]:
+        """The logged events with `seq > after`; raises UnknownExecution."""
+        self.get(execution_id)
+        return self.store.events(execution_id, after)
+
+    def list(
+        self,
+        *,
+        status: Status | None = None,
+        pipeline: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[ExecutionRecord]:
+        """Records newest first, the store's view with live ones as they are now."""
+        page = self.store.list(status=status, pipeline=pipeline, limit=limit, before=before)
+        live = self._active
+        return [live[r.execution_id].record if r.execution_id in live else r for r in page]
+
+    # -- following ------------------------------------------------------------
+
+    def subscribe(self, execution_id: str, after: int | None = None) -> Subscription:
+        """Follow one execution: `subscription.status` first, then every later event.
+
+        With `after`, events with a greater seq are replayed before going live;
+        without it, only the terminal event is replayed for a finished execution.
+        """
+        with self._lock:
+            active = self._active.get(execution_id)
+            record = active.record if active is not None else self.store.get(execution_id)
+            if record is None:
+                raise UnknownExecution(execution_id)
+            if after is None:
+                after = record.last_seq - 1 if record.finished else record.last_seq
+            after = max(0, min(after, record.last_seq))
+            replay = self.store.events(execution_id, after) if after < record.last_seq else []
+            if active is None and not record.finished:
+                active = self._active[execution_id] = _Active(record)
+            status = StatusEvent(
+                execution_id=execution_id,
+                seq=after,
+                status=record.status,
+                pipeline=record.pipeline,
+                progress=record.progress,
+            )
+            subscription = Subscription(
+                replay, after=after, unsubscribe=self._unsubscribe, status=status
+            )
+            if active is not None:
+                active.subscribers.append(subscription)
+        return subscription
+
+    def watch(self, execution_ids: frozenset[str] | None = None) -> Subscription:
+        """Follow many executions at once: all of them, or only `execution_ids`."""
+        with self._lock:
+            subscription = Subscription(
+                (), unsubscribe=self._unsubscribe, single_execution=False
+            )
+            self._watchers.append((subscription, execution_ids))
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            execution_id = subscription.execution_id
+            active = self._active.get(execution_id) if execution_id else None
+            if active is not None and subscription in active.subscribers:
+                active.subscribers.remove(subscription)
+            self._watchers = [w for w in self._watchers if w[0] is not subscription]
+
+    def subscriber_count(self, execution_id: str | None = None) -> int:
+        """Live subscriptions, of one execution or in all; for tests and metrics."""
+        with self._lock:
+            if execution_id is None:
+                return len(self._watchers) + sum(len(a.subscribers) for a in self._active.values())
+            active = self._active.get(execution_id)
+            return len(active.subscribers) if active else 0
+
+    # -- applying events ------------------------------------------------------
+
+    def ingest(self, event: Event) -> bool:
+        """Apply an event produced elsewhere; False when it was already applied."""
+        with self._lock:
+            active = self._active.get(event.execution_id)
+            if active is None:
+                record = self.store.get(event.execution_id)
+                if record is None:
+                    raise UnknownExecution(event.execution_id)
+                if record.finished or event.seq <= record.last_seq:
+                    return False
+                active = self._active[event.execution_id] = _Active(record)
+            if event.seq <= active.record.last_seq:
+                return False
+            self._publish(active, event)
+            return True
+
+    def _publish(self, active: _Active, event: Event) -> None:
+        """Apply, store and fan out one event; the caller holds the lock."""
+        record = active.record
+        _apply(record, event)
+        self.store.append(record, event)
+        for subscription in active.subscribers:
+            subscription.push(event)
+        for subscription, wanted in self._watchers:
+            if wanted is None or event.execution_id in wanted:
+                subscription.push(event)
+        if isinstance(event, TERMINAL_EVENTS):
+            del self._active[event.execution_id]
+
+    def _next_seq(self, active: _Active) -> int:
+        return active.record.last_seq + 1
+
+    def _snapshot(
+        self,
+        active: _Active,
+        index: int,
+        fraction: float = 0.0,
+        done: int | None = None,
+        total: int | None = None,
+        message: str | None = None,
+    ) -> ProgressSnapshot:
+        """Weighted percentage, never lower than the last one, with elapsed time, rate and ETA."""
+        record = active.record
+        now = time.perf_counter()
+        percentage = 100.0 * (active.weight_done + active.weights[index] * fraction)
+        percentage = min(100.0, round(percentage / active.weight_total, 2))
+        previous = record.progress
+        if previous is not None and previous.percentage > percentage:
+            percentage = previous.percentage
+        elapsed = now - active.started_clock
+        rate = eta = None
+        if done:
+            step_elapsed = now - active.step_clock
+            if step_elapsed > 0:
+                rate = round(done / step_elapsed, 3)
+        if 0 < percentage < 100 and elapsed > 0:
+            eta = round(elapsed * (100.0 - percentage) / percentage, 3)
+        return ProgressSnapshot(
+            current_step=index,
+            total_steps=len(active.weights),
+            percentage=percentage,
+            current_step_name=record.steps[index].name if record.steps else None,
+            items_done=done,
+            items_total=total,
+            message=message,
+            elapsed_seconds=round(elapsed, 3),
+            rate=rate,
+            eta_seconds=eta,
+        )
+
+    # -- hooks ----------------------------------------------------------------
+
+    @hookimpl
+    def execution_started(self, execution_id: str) -> None:
+        """pending → running."""
+        with self._lock:
+            active = self._active[execution_id]
+            active.started_clock = active.step_clock = time.perf_counter()
+            self._publish(
+                active,
+                StartedEvent(
+                    execution_id=execution_id,
+                    seq=self._next_seq(active),
+                    started_at=_now(),
+                    progress=self._snapshot(active, 0),
+                ),
+            )
+
+    @hookimpl
+    def step_started(self, execution_id: str, step: Step, index: int) -> None:
+        """The step becomes current."""
+        with self._lock:
+            active = self._active[execution_id]
+            active.step_clock = time.perf_counter()
+            active.items_done = active.items_total = None
+            state = StepState(
+                name=step.name,
+                index=index,
+                status="running",
+                weight=step.weight,
+                started_at=_now(),
+            )
+            self._publish(
+                active,
+                ProgressEvent(
+                    execution_id=execution_id,
+                    seq=self._next_seq(active),
+                    progress=self._snapshot(active, index),
+                    step=state,
+                ),
+            )
+
+    @hookimpl
+    def step_progress(
+        self, execution_id: str, index: int, done: int, total: int | None, message: str | None
+    ) -> None:
+        """Item counts inside the running step move the percentage smoothly."""
+        with self._lock:
+            active = self._active[execution_id]
+            fraction = min(1.0, done / total) if total else 0.0
+            active.items_done = done
+            active.items_total = total
+            self._publish(
+                active,
+                ProgressEvent(
+                    execution_id=execution_id,
+                    seq=self._next_seq(active),
+                    progress=self._snapshot(active, index, fraction, done, total, message),
+                ),
+            )
+
+    @hookimpl
+    def step_done(self, execution_id: str, index: int, duration: float) -> None:
+        """The step's weight joins the finished share."""
+        self._end_step(execution_id, index, duration, "completed")
+
+    @hookimpl
+    def step_failed(self, execution_id: str, index: int) -> None:
+        """The step is marked failed; the execution's own end follows."""
+        with self._lock:
+            active = self._active[execution_id]
+            duration = time.perf_counter() - active.step_clock
+        self._end_step(execution_id, index, duration, "failed")
+
+    def _end_step(self, execution_id: str, index: int, duration: float, status: str) -> None:
+        with self._lock:
+            active = self._active[execution_id]
+            previous = active.record.steps[index]
+            if status == "completed":
+                active.weight_done += active.weights[index]
+            state = msgspec.structs.replace(
+                previous,
+                status=status,
+                duration_seconds=round(duration, 6),
+                items_done=active.items_done,
+                items_total=active.items_total,
+            )
+            progress = self._snapshot(active, index, 0.0, active.items_done, active.items_total)
+            self._publish(
+                active,
+                ProgressEvent(
+                    execution_id=execution_id,
+                    seq=self._next_seq(active),
+                    progress=progress,
+                    step=state,
+                ),
+            )
+
+    @hookimpl
+    def execution_finished(
+        self, execution_id: str, status: Status, outputs: Any, error: ErrorInfo | None
+    ) -> None:
+        """Exactly one terminal event; the record leaves the live set."""
+        with self._lock:
+            active = self._active[execution_id]
+            seq = self._next_seq(active)
+            finished_at = _now()
+            progress = active.record.progress
+            event: Event
+            if status == "completed":
+                last = len(active.weights) - 1
+                progress = msgspec.structs.replace(
+                    progress or self._snapshot(active, last),
+                    current_step=last,
+                    current_step_name=active.record.steps[last].name,
+                    percentage=100.0,
+                    eta_seconds=0.0,
+                    elapsed_seconds=round(time.perf_counter() - active.started_clock, 3),
+                )
+                event = CompletedEvent(
+                    execution_id=execution_id,
+                    seq=seq,
+                    finished_at=finished_at,
+                    progress=progress,
+                    outputs=jsonable(outputs),
+                )
+            elif status == "failed":
+                event = FailedEvent(
+                    execution_id=execution_id,
+                    seq=seq,
+                    finished_at=finished_at,
+                    error=error or ErrorInfo(message="execution failed"),
+                    progress=progress,
+                )
+            else:
+                event = CancelledEvent(
+                    execution_id=execution_id,
+                    seq=seq,
+                    finished_at=finished_at,
+                    progress=progress,
+                    reason=error.message if error else None,
+                )
+            self._publish(active, event)
+
+
+def _apply(record: ExecutionRecord, event: Event) -> None:
+    """Fold one event into the record it belongs to."""
+    record.last_seq = event.seq
+    if type(event) is ProgressEvent:
+        record.progress = event.progress
+        if event.step is not None:
+            record.steps[event.step.index] = event.step
+    elif type(event) is StatusEvent:
+        record.status = event.status
+    elif type(event) is StartedEvent:
+        record.status = "running"
+        record.started_at = event.started_at
+        record.progress = event.progress
+    elif type(event) is CompletedEvent:
+        record.status = "completed"
+        record.finished_at = event.finished_at
+        record.progress = event.progress
+        record.outputs = event.outputs
+    elif type(event) is FailedEvent:
+        record.status = "failed"
+        record.finished_at = event.finished_at
+        record.error = event.error
+        if event.progress is not None:
+            record.progress = event.progress
+        _close_steps(record, "failed", event.finished_at)
+    elif type(event) is CancelledEvent:
+        record.status = "cancelled"
+        record.finished_at = event.finished_at
+        if event.progress is not None:
+            record.progress = event.progress
+        _close_steps(record, "cancelled", event.finished_at)
+
+
+def _close_steps(record: ExecutionRecord, status: str, at: datetime) -> None:
+    """A step still marked running when the execution ends shares the execution's fate."""
+    for i, step in enumerate(record.steps):
+        if step.status == "running":
+            duration = (at - step.started_at).total_seconds() if step.started_at else None
+            record.steps[i] = msgspec.structs.replace(
+                step, status=status, duration_seconds=duration
+            )

@@ -1,0 +1,1 @@
+"""The stepstream progress server."""

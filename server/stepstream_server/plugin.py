@@ -1,0 +1,1 @@
+"""Registers `stepstream serve`."""
