@@ -51,7 +51,7 @@ class Engine:
             store = open_store(store or "memory://", self.plugins)
         self.tracker = Tracker(store)
         self.plugins.register(self.tracker, name="tracker")
-        self.runner = Runner(self.plugins.hook)
+        self.runner = Runner(self.plugins.relay)
         self.pipelines: dict[str, Pipeline] = {}
         self.max_concurrent = max_concurrent
         self.progress_interval = progress_interval
@@ -127,7 +127,7 @@ class Engine:
             job.cancel()
         else:
             self._jobs.pop(execution_id, None)
-            self.plugins.hook.execution_finished(
+            self.plugins.relay.execution_finished(
                 execution_id=execution_id, status="cancelled", outputs=None, error=None
             )
             job.finished.set()

@@ -18,7 +18,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Step:
     """One declared step: the function, how it is called and its share of the percentage."""
 
-    __slots__ = ("fn", "is_async", "name", "progress_param", "value_param", "weight")
+    __slots__ = (
+        "fn",
+        "is_async",
+        "name",
+        "progress_param",
+        "takes_value_only",
+        "value_param",
+        "weight",
+    )
 
     def __init__(
         self,
@@ -34,6 +42,14 @@ class Step:
         self.value_param = value_param
         self.progress_param = progress_param
         self.is_async = inspect.iscoroutinefunction(fn)
+        first = next(iter(inspect.signature(fn).parameters.values()), None)
+        # The common case, called positionally on the hot path: `def step(previous): ...`.
+        self.takes_value_only = (
+            progress_param is None
+            and first is not None
+            and first.name == value_param
+            and first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD)
+        )
 
     def __repr__(self) -> str:
         return f"Step({self.name!r}, weight={self.weight})"

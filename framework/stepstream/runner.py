@@ -148,6 +148,7 @@ class Runner:
     def _run_sync_steps(self, job: Job, start: int, stop: int, value: Any) -> Any:
         """Runs on a worker thread: the whole run of consecutive sync steps."""
         hook = self.hook
+        step_started, step_done = hook.step_started, hook.step_done
         execution_id = job.execution_id
         steps = job.pipeline.steps
         throttle = job.throttle
@@ -155,21 +156,31 @@ class Runner:
             if throttle.cancelled:
                 raise Cancelled("execution cancelled")
             step = steps[index]
-            hook.step_started(execution_id=execution_id, step=step, index=index)
-            kwargs, progress = self._arguments(job, step, index, value)
+            step_started(execution_id=execution_id, step=step, index=index)
             began = perf_counter()
-            try:
-                value = step.fn(**kwargs)
-            except Cancelled:
-                raise
-            except Exception as exc:
-                self._fail(job, step, index, exc)
-            if progress is not None:
-                throttle.progress = None
-                progress._finish()
-            hook.step_done(
+            if index and step.takes_value_only:
+                try:
+                    value = step.fn(value)
+                except Exception as exc:
+                    self._fail(job, step, index, exc)
+            else:
+                value = self._call_sync(job, step, index, value)
+            step_done(
                 execution_id=execution_id, step=step, index=index, duration=perf_counter() - began
             )
+        return value
+
+    def _call_sync(self, job: Job, step: Step, index: int, value: Any) -> Any:
+        kwargs, progress = self._arguments(job, step, index, value)
+        try:
+            value = step.fn(**kwargs)
+        except Cancelled:
+            raise
+        except Exception as exc:
+            self._fail(job, step, index, exc)
+        if progress is not None:
+            job.throttle.progress = None
+            progress._finish()
         return value
 
     async def _run_async_step(self, job: Job, index: int, value: Any) -> Any:
