@@ -1,0 +1,66 @@
+"""The Litestar application: routes, auth, problem details and the engine's lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.middleware import ASGIMiddleware
+from litestar.openapi import OpenAPIConfig
+from stepstream import Engine
+
+from .auth import BearerAuth
+from .problems import http_exception_handler, internal_error_handler, not_found_as_problem
+from .routes import ExecutionController, PipelineController, health
+from .streams import progress_stream, watch_stream
+
+API_PREFIX = "/api/v1"
+DEFAULT_MAX_BODY_SIZE = 1_048_576
+
+
+def create_app(
+    engine: Engine, *, token: str | None = None, max_body_size: int = DEFAULT_MAX_BODY_SIZE
+) -> Litestar:
+    """Serve `engine` over HTTP and WebSocket; executions run while the app runs.
+
+    The app's lifespan enters the engine, so leaving it (server shutdown)
+    cancels running executions and their records end `cancelled`.
+    """
+
+    @asynccontextmanager
+    async def run_engine(app: Litestar) -> AsyncIterator[None]:
+        async with engine:
+            yield
+
+    api = Router(
+        API_PREFIX,
+        route_handlers=[ExecutionController, PipelineController, progress_stream, watch_stream],
+    )
+    middleware: list[ASGIMiddleware] = [BearerAuth(token)] if token else []
+    return Litestar(
+        route_handlers=[api, health],
+        lifespan=[run_engine],
+        state=State({"engine": engine, "max_body_size": max_body_size}),
+        middleware=middleware,
+        exception_handlers={
+            HTTPException: http_exception_handler,
+            Exception: internal_error_handler,
+        },
+        request_max_body_size=max_body_size,
+        logging_config=None,
+        openapi_config=OpenAPIConfig(
+            title="stepstream",
+            version=version("stepstream-server"),
+            description="Start pipeline executions and watch their progress.",
+            openapi_router=Router(
+                "/schema",
+                route_handlers=[],
+                include_in_schema=False,
+                after_request=not_found_as_problem,
+            ),
+        ),
+    )

@@ -1,0 +1,146 @@
+"""RFC 9457 problem details: every error the server answers, never a bare 500 page."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
+
+PROBLEM_JSON = "application/problem+json"
+
+log = logging.getLogger("stepstream_server")
+
+
+class FieldError(msgspec.Struct):
+    """One bad field: its name and what is wrong with it."""
+
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """The problem-details body; optional members appear only where they help the client act."""
+
+    type: str  # no default: omit_defaults would drop "about:blank", and clients expect `type`
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+    execution_id: str | None = None
+    execution_status: str | None = None
+    pipelines: list[str] | None = None
+
+
+class ProblemError(HTTPException):
+    """Raise from a handler to answer with a problem of a specific `type`."""
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: str,
+        *,
+        type_: str = "about:blank",
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **members: Any,
+    ) -> None:
+        super().__init__(detail=detail, status_code=status_code, headers=headers)
+        self.type_ = type_
+        self.title = title
+        self.members = members
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    type_: str = "about:blank",
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **members: Any,
+) -> Response[Problem]:
+    """A problem-details response; `about:blank` problems take the HTTP status phrase as title."""
+    body = Problem(
+        type=type_,
+        title=title or HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        **members,
+    )
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _validation_detail(exc: ValidationException) -> str:
+    """Litestar's 'Validation failed for POST /x' says nothing; name the parameter and the fault."""
+    faults = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if not isinstance(item, dict):
+            continue
+        source = getattr(item.get("source"), "value", item.get("source"))
+        key, message = item.get("key"), item.get("message", "")
+        if source == "body":
+            faults.append(_body_fault(key, message))
+        elif key:
+            faults.append(f"{source} parameter {key!r}: {message}")
+        else:
+            faults.append(message)
+    if not faults:
+        return exc.detail
+    return "; ".join(faults)
+
+
+def _body_fault(key: str | None, message: str) -> str:
+    if key == "data" and message == "'data'":
+        return "the request body is empty; send a JSON object"
+    if key in (None, "", "data"):
+        return f"request body: {message}"
+    return f"request body field {key!r}: {message}"
+
+
+def http_exception_handler(
+    request: Request[Any, Any, Any], exc: HTTPException
+) -> Response[Problem]:
+    """Litestar's own HTTP errors (404, 405, 413, bad JSON, bad parameters) as problem details."""
+    headers = exc.headers or None
+    if isinstance(exc, ProblemError):
+        return problem_response(
+            exc.status_code,
+            exc.detail,
+            type_=exc.type_,
+            title=exc.title,
+            headers=headers,
+            **exc.members,
+        )
+    if isinstance(exc, ValidationException):
+        return problem_response(exc.status_code, _validation_detail(exc), headers=headers)
+    detail = exc.detail
+    if isinstance(exc.__cause__, SerializationException):
+        reason = detail.removeprefix("JSON is malformed: ")
+        detail = f"the request body is not valid JSON: {reason}"
+    elif exc.status_code == 404 and detail == HTTPStatus.NOT_FOUND.phrase:
+        detail = f"no route matches {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        allowed = next((v for k, v in (exc.headers or {}).items() if k.lower() == "allow"), "")
+        detail = f"{request.url.path} does not accept {request.method}; allowed: {allowed}"
+    elif exc.status_code == 413:
+        limit = request.app.state.get("max_body_size")
+        detail = f"the request body is larger than the server's limit of {limit} bytes"
+    return problem_response(exc.status_code, detail, headers=headers)
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    """A bug must not leak a traceback to the client; it goes to the server log instead."""
+    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(500, "the server hit an unexpected error; its log has the details")
+
+
+def not_found_as_problem(response: Response[Any]) -> Response[Any]:
+    """Litestar's /schema router answers unknown paths with an HTML 404; make it a problem too."""
+    if response.status_code == 404:
+        return problem_response(404, "no such schema document; try /schema/openapi.json")
+    return response

@@ -1,0 +1,248 @@
+"""HTTP routes: start, list, read, cancel and replay executions; describe pipelines; liveness."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, get_args
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import ResponseHeader
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, JSONBody, Parameter
+from stepstream import Engine, ExecutionRecord, InputError, ProgressSnapshot, UnknownExecution
+from stepstream.errors import ExecutionFinished
+from stepstream.events import Status
+
+from .problems import PROBLEM_JSON, FieldError, Problem, ProblemError
+from .schemas import EventLog, ExecutionPage, Health, PipelineInfo, PipelineList, SubmitRequest
+
+MAX_PAGE = 200
+STATUSES: tuple[Status, ...] = get_args(Status)
+
+
+def _problem_spec(description: str) -> ResponseSpec:
+    return ResponseSpec(Problem, description=description, media_type=PROBLEM_JSON)
+
+
+BAD_REQUEST = _problem_spec("The request is malformed; `detail` says what to fix")
+UNKNOWN_EXECUTION = _problem_spec("No execution has this id")
+
+
+def engine_of(request: Request[Any, Any, Any]) -> Engine:
+    """The engine create_app put in the app's state."""
+    return request.app.state.engine
+
+
+def unknown_execution(execution_id: str) -> ProblemError:
+    """The 404 for an id no execution has."""
+    return ProblemError(
+        404,
+        f"no execution with id {execution_id!r}",
+        type_="unknown-execution",
+        title="Unknown execution",
+        execution_id=execution_id,
+    )
+
+
+def unknown_pipeline(engine: Engine, error: KeyError) -> ProblemError:
+    """The 404 for a pipeline name nobody registered; it lists the names that exist."""
+    return ProblemError(
+        404,
+        error.args[0],
+        type_="unknown-pipeline",
+        title="Unknown pipeline",
+        pipelines=sorted(engine.pipelines),
+    )
+
+
+def record_of(engine: Engine, execution_id: str) -> ExecutionRecord:
+    """The record, or the 404 problem."""
+    try:
+        return engine.tracker.get(execution_id)
+    except UnknownExecution:
+        raise unknown_execution(execution_id) from None
+
+
+class ExecutionController(Controller):
+    """`/api/v1/executions`: the execution API and the REST half of the progress query API."""
+
+    path = "/executions"
+    tags = ("executions",)
+
+    @post(
+        "/",
+        status_code=202,
+        summary="Start an execution",
+        response_headers=[
+            ResponseHeader(
+                name="Location", description="URL of the new execution", documentation_only=True
+            )
+        ],
+        responses={
+            400: BAD_REQUEST,
+            404: _problem_spec("No pipeline has this name; `pipelines` lists the known ones"),
+            422: _problem_spec(
+                "The inputs do not fit the pipeline; `errors` lists every bad field"
+            ),
+        },
+    )
+    async def submit(
+        self, request: Request[Any, Any, Any], data: JSONBody[SubmitRequest]
+    ) -> Response[ExecutionRecord]:
+        """Queue a pipeline run; it starts when a slot is free and answers 202 at once."""
+        engine = engine_of(request)
+        try:
+            record = engine.submit(data.pipeline, data.inputs)
+        except KeyError as exc:
+            raise unknown_pipeline(engine, exc) from None
+        except InputError as exc:
+            raise ProblemError(
+                422,
+                f"the inputs do not fit pipeline {data.pipeline!r}; see `errors` for each field",
+                type_="invalid-inputs",
+                title="Invalid inputs",
+                errors=[FieldError(field=k, message=v) for k, v in exc.problems.items()],
+            ) from None
+        location = f"/api/v1/executions/{record.execution_id}"
+        return Response(record, status_code=202, headers={"Location": location})
+
+    @get("/", summary="List executions", responses={400: BAD_REQUEST})
+    async def list_executions(
+        self,
+        request: Request[Any, Any, Any],
+        status: Annotated[
+            str | None,
+            Parameter(
+                description="Only executions with this status",
+                schema_extra={"enum": list(STATUSES)},
+            ),
+        ] = None,
+        pipeline: Annotated[
+            str | None, Parameter(description="Only executions of this pipeline")
+        ] = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 50,
+        cursor: Annotated[
+            str | None, Parameter(description="`next_cursor` of the previous page")
+        ] = None,
+    ) -> ExecutionPage:
+        """Newest first, filtered by status and pipeline, a page at a time."""
+        if status is not None and status not in STATUSES:
+            raise ProblemError(
+                400,
+                f"query parameter 'status' must be one of {', '.join(STATUSES)}; got {status!r}",
+            )
+        page = engine_of(request).tracker.list(
+            status=status,  # type: ignore[arg-type]
+            pipeline=pipeline,
+            limit=limit + 1,
+            before=cursor,
+        )
+        more = len(page) > limit
+        del page[limit:]
+        return ExecutionPage(items=page, next_cursor=page[-1].execution_id if more else None)
+
+    @get("/{execution_id:str}", summary="Get an execution", responses={404: UNKNOWN_EXECUTION})
+    async def get_execution(
+        self, request: Request[Any, Any, Any], execution_id: FromPath[str]
+    ) -> ExecutionRecord:
+        """Status, progress, timestamps, per-step states, outputs or error."""
+        return record_of(engine_of(request), execution_id)
+
+    @get(
+        "/{execution_id:str}/progress",
+        summary="Get an execution's progress",
+        responses={
+            204: ResponseSpec(
+                data_container=None, description="No progress yet: the execution is pending"
+            ),
+            404: UNKNOWN_EXECUTION,
+        },
+    )
+    async def get_progress(
+        self, request: Request[Any, Any, Any], execution_id: FromPath[str]
+    ) -> Response[ProgressSnapshot]:
+        """The progress object alone; a finished execution keeps its last one."""
+        progress = record_of(engine_of(request), execution_id).progress
+        if progress is None:
+            return Response(None, status_code=204)
+        return Response(progress)
+
+    @post(
+        "/{execution_id:str}/cancel",
+        status_code=202,
+        summary="Cancel an execution",
+        responses={
+            404: UNKNOWN_EXECUTION,
+            409: _problem_spec("The execution already finished; `execution_status` says how"),
+        },
+    )
+    async def cancel(
+        self, request: Request[Any, Any, Any], execution_id: FromPath[str]
+    ) -> ExecutionRecord:
+        """A pending execution ends at once; a running one at its step's next checkpoint."""
+        try:
+            return engine_of(request).cancel(execution_id)
+        except UnknownExecution:
+            raise unknown_execution(execution_id) from None
+        except ExecutionFinished as exc:
+            raise ProblemError(
+                409,
+                f"execution {execution_id!r} already finished with status {exc.status!r}",
+                type_="execution-finished",
+                title="Execution already finished",
+                execution_id=execution_id,
+                execution_status=exc.status,
+            ) from None
+
+    @get(
+        "/{execution_id:str}/events",
+        summary="Replay an execution's events",
+        responses={400: BAD_REQUEST, 404: UNKNOWN_EXECUTION},
+    )
+    async def get_events(
+        self,
+        request: Request[Any, Any, Any],
+        execution_id: FromPath[str],
+        after: Annotated[int, Parameter(ge=0, description="Return events with a greater seq")] = 0,
+    ) -> EventLog:
+        """The events with `seq > after`, in order; `last_seq` is where to resume from."""
+        engine = engine_of(request)
+        seen = record_of(engine, execution_id).last_seq
+        events = engine.tracker.events(execution_id, after)
+        # An event being written now may be counted in `seen` but not yet logged:
+        # never claim more than was returned, or a client resuming would skip it.
+        last_seq = events[-1].seq if events else min(after, seen)
+        return EventLog(execution_id=execution_id, events=events, last_seq=last_seq)
+
+
+class PipelineController(Controller):
+    """`/api/v1/pipelines`: what can be run and with which inputs."""
+
+    path = "/pipelines"
+    tags = ("pipelines",)
+
+    @get("/", summary="List pipelines")
+    async def list_pipelines(self, request: Request[Any, Any, Any]) -> PipelineList:
+        """Every registered pipeline, by name."""
+        pipelines = engine_of(request).pipelines
+        return PipelineList(items=[PipelineInfo.of(pipelines[name]) for name in sorted(pipelines)])
+
+    @get(
+        "/{name:str}",
+        summary="Get a pipeline",
+        responses={404: _problem_spec("No pipeline has this name")},
+    )
+    async def get_pipeline(
+        self, request: Request[Any, Any, Any], name: FromPath[str]
+    ) -> PipelineInfo:
+        """One pipeline: description, steps and the JSON Schema of its inputs."""
+        engine = engine_of(request)
+        try:
+            return PipelineInfo.of(engine.pipeline(name))
+        except KeyError as exc:
+            raise unknown_pipeline(engine, exc) from None
+
+
+@get("/health", summary="Liveness", tags=["health"], opt={"public": True})
+async def health() -> Health:
+    """Answers while the process runs; never needs a token."""
+    return Health()

@@ -1,0 +1,69 @@
+"""Request and response bodies of the HTTP API that stepstream.events does not already define."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from stepstream import ExecutionRecord, Pipeline
+from stepstream.events import AnyEvent
+
+
+class SubmitRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`POST /executions`: which pipeline to run, with what; a misspelt key is an error."""
+
+    pipeline: str
+    inputs: dict[str, Any] | None = None
+
+
+class ExecutionPage(msgspec.Struct):
+    """One page of executions, newest first; pass `next_cursor` back as `cursor` for the next."""
+
+    items: list[ExecutionRecord]
+    next_cursor: str | None
+
+
+class EventLog(msgspec.Struct):
+    """An execution's logged events after a sequence number, for clients that missed messages."""
+
+    execution_id: str
+    events: list[AnyEvent]
+    last_seq: int
+
+
+class StepInfo(msgspec.Struct):
+    """A declared step: its name and its share of the percentage."""
+
+    name: str
+    weight: float
+
+
+class PipelineInfo(msgspec.Struct):
+    """What a client needs to start a pipeline: its steps and the JSON Schema of its inputs."""
+
+    name: str
+    description: str
+    steps: list[StepInfo]
+    input_schema: dict[str, Any]
+
+    @classmethod
+    def of(cls, pipeline: Pipeline) -> PipelineInfo:
+        """Describe a registered pipeline."""
+        return cls(
+            name=pipeline.name,
+            description=pipeline.description,
+            steps=[StepInfo(name=s.name, weight=s.weight) for s in pipeline.steps],
+            input_schema=pipeline.input_schema(),
+        )
+
+
+class PipelineList(msgspec.Struct):
+    """Every pipeline this server can run, by name."""
+
+    items: list[PipelineInfo]
+
+
+class Health(msgspec.Struct):
+    """Liveness: the process answers."""
+
+    status: str = "ok"

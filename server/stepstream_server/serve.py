@@ -1,0 +1,145 @@
+"""`stepstream serve`: the progress server, with the bundled demos and the pipelines you name."""
+
+from __future__ import annotations
+
+import click
+from stepstream import Engine, Pipeline, PipelineDefinitionError, StoreError
+from stepstream.loader import LoadError, load_pipelines
+from stepstream.plugins import PluginManager
+from stepstream.progress import DEFAULT_INTERVAL
+
+
+class UsageProblem(click.ClickException):
+    """A bad option value: one line on stderr and exit code 2, no traceback."""
+
+    exit_code = 2
+
+
+def _pipelines(targets: tuple[str, ...]) -> list[Pipeline]:
+    """The user's pipelines first, then each bundled demo whose name is still free."""
+    from .demo import DEMO_PIPELINES
+
+    found: dict[str, Pipeline] = {}
+    for target in targets:
+        try:
+            loaded = load_pipelines(target)
+        except LoadError as exc:
+            raise UsageProblem(str(exc)) from None
+        for pipeline in loaded:
+            other = found.get(pipeline.name)
+            if other is not None and other is not pipeline:
+                raise UsageProblem(
+                    f"two pipelines are named {pipeline.name!r} (the second from {target}); "
+                    "pipeline names must be unique"
+                )
+            found[pipeline.name] = pipeline
+    for pipeline in DEMO_PIPELINES:
+        found.setdefault(pipeline.name, pipeline)
+    return list(found.values())
+
+
+def _engine(
+    plugins: PluginManager,
+    pipelines: list[Pipeline],
+    store: str,
+    max_concurrent: int | None,
+    progress_interval: float,
+) -> Engine:
+    try:
+        engine = Engine(
+            plugins=plugins,
+            store=store,
+            max_concurrent=max_concurrent,
+            progress_interval=progress_interval,
+        )
+        for pipeline in pipelines:
+            engine.add_pipeline(pipeline)
+    except (StoreError, PipelineDefinitionError) as exc:
+        raise UsageProblem(str(exc)) from None
+    return engine
+
+
+def _announce(url: str, engine: Engine) -> None:
+    click.echo(f"stepstream serving on {url}")
+    click.echo("pipelines:")
+    for name in sorted(engine.pipelines):
+        pipeline = engine.pipelines[name]
+        steps = len(pipeline.steps)
+        about = f" - {pipeline.description}" if pipeline.description else ""
+        click.echo(f"  {name} ({steps} step{'s' if steps != 1 else ''}){about}")
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 picks a free one.",
+)
+@click.option(
+    "--pipelines",
+    "targets",
+    multiple=True,
+    metavar="TARGET",
+    help="FILE.py, module or module:pipeline whose pipelines to serve; repeatable.",
+)
+@click.option(
+    "--max-concurrent",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Run at most N executions at once; the rest wait as pending, first in first out.",
+)
+@click.option(
+    "--token",
+    envvar="STEPSTREAM_TOKEN",
+    default=None,
+    help="Require 'Authorization: Bearer TOKEN' (or ?token= on WebSockets). Env: STEPSTREAM_TOKEN.",
+)
+@click.option("--store", default="memory://", show_default=True, help="Execution store URL.")
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_INTERVAL,
+    show_default=True,
+    help="Seconds between progress events of a running step.",
+)
+@click.pass_obj
+def serve(
+    plugins: PluginManager,
+    host: str,
+    port: int,
+    targets: tuple[str, ...],
+    max_concurrent: int | None,
+    token: str | None,
+    store: str,
+    progress_interval: float,
+) -> None:
+    """Serve the progress API (REST and WebSocket) and run executions; Ctrl-C stops gracefully."""
+    from .app import create_app
+    from .serving import bind, run
+
+    engine = _engine(plugins, _pipelines(targets), store, max_concurrent, progress_interval)
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    url = _url(host, sock.getsockname()[1])
+    running: list[str] = []
+
+    def on_stop() -> None:
+        running.extend(r.execution_id for r in engine.tracker.list(status="running", limit=10_000))
+        click.echo("stopping: cancelling running executions (Ctrl-C again to quit now)", err=True)
+
+    app = create_app(engine, token=token or None)
+    if not run(app, sock, lambda: _announce(url, engine), on_stop):
+        raise click.ClickException("the server failed to start; run with -v for details")
+    cancelled = sum(1 for i in running if engine.tracker.get(i).status == "cancelled")
+    click.echo(f"stopped: {cancelled} of {len(running)} running executions cancelled", err=True)

@@ -1,0 +1,97 @@
+"""Runs the app under uvicorn until Ctrl-C or SIGTERM, then shuts down gracefully.
+
+uvicorn's own signal handling re-raises the signal after shutdown, which would
+kill the process before the host's cleanup; here the host owns the signals and
+asks uvicorn to exit, so the app's lifespan (and with it the engine, which
+cancels running executions) always closes first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator
+
+import anyio
+import uvicorn
+from litestar import Litestar
+
+EXIT_INTERRUPTED = 130
+
+
+class _HostSignalsServer(uvicorn.Server):
+    """uvicorn that leaves signals to its host and reports when it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            self._on_ready()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Claim the address before starting, so a busy port is reported at once and plainly."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _exit_on_signal(server: uvicorn.Server, on_stop: Callable[[], None]) -> None:
+    """First Ctrl-C/SIGTERM: graceful shutdown; a second exits at once, like `stepstream run`."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            if server.should_exit:
+                os._exit(EXIT_INTERRUPTED)
+            on_stop()
+            server.should_exit = True
+
+
+def run(
+    app: Litestar,
+    sock: socket.socket,
+    on_ready: Callable[[], None],
+    on_stop: Callable[[], None],
+) -> bool:
+    """Serve until a signal arrives; False when the app never started (e.g. its lifespan failed).
+
+    `on_ready` runs once the server accepts connections, `on_stop` when shutdown begins.
+    """
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = _HostSignalsServer(config, on_ready)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_exit_on_signal, server, on_stop)
+            await server.serve(sockets=[sock])
+            tg.cancel_scope.cancel()
+
+    anyio.run(main, backend_options={"use_uvloop": _has_uvloop()})
+    return server.started
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,187 @@
+"""The WebSockets: one execution's progress stream, and one connection watching many executions.
+
+Both are fed by the tracker's own subscriptions, which buffer per subscriber, so a
+slow client never holds up the pipeline or another client. Each handler runs a
+receiver beside its sender so that a client going away is noticed at once and its
+subscription freed, even while nothing is being sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import anyio
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+from litestar.params import FromPath
+from stepstream import Engine, ExecutionRecord, UnknownExecution
+from stepstream.events import TERMINAL_EVENTS, ErrorEvent, Event, Status, StatusEvent, encode
+from stepstream.subscription import Subscription
+
+CLOSE_NORMAL = 1000
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNKNOWN_EXECUTION = 4404
+PAGE = 200
+
+# uvicorn raises its ClientDisconnected (an OSError) when sending to a closed socket.
+GONE = (WebSocketDisconnect, OSError)
+
+
+def _engine(socket: WebSocket) -> Engine:
+    return socket.app.state.engine
+
+
+async def _send(socket: WebSocket, event: Event) -> None:
+    await socket.send_text(encode(event))
+
+
+async def _until_disconnect(socket: WebSocket, scope: anyio.CancelScope) -> None:
+    """Read (and ignore) client messages; when the client goes, stop the sender."""
+    try:
+        while (await socket.receive())["type"] != "websocket.disconnect":
+            pass
+    except GONE:
+        pass
+    finally:
+        scope.cancel()
+
+
+async def _serve(socket: WebSocket, sender: Callable[[], Awaitable[None]]) -> bool:
+    """Run `sender` until it returns or the client leaves; True when it ran to its end."""
+    finished = False
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_until_disconnect, socket, tg.cancel_scope)
+        try:
+            await sender()
+            finished = True
+        except GONE:
+            pass
+        tg.cancel_scope.cancel()
+    return finished
+
+
+async def _refuse(socket: WebSocket, execution_id: str, message: str, code: int) -> None:
+    """One `error` message, then close with an application code."""
+    with contextlib.suppress(*GONE):
+        await _send(socket, ErrorEvent(execution_id=execution_id, seq=0, message=message))
+        # A close frame's reason is at most 123 bytes.
+        await socket.close(code=code, reason=message.encode()[:120].decode(errors="ignore"))
+
+
+def _parse_after(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    value = int(raw)
+    if value < 0:
+        raise ValueError(raw)
+    return value
+
+
+@websocket("/executions/{execution_id:str}/progress/ws")
+async def progress_stream(socket: WebSocket, execution_id: FromPath[str]) -> None:
+    """`status` first, then every event up to exactly one terminal one, then close 1000."""
+    await socket.accept()
+    raw_after = socket.query_params.get("after")
+    try:
+        after = _parse_after(raw_after)
+    except ValueError:
+        message = f"after must be a sequence number (an integer >= 0), got {raw_after!r}"
+        await _refuse(socket, execution_id, message, CLOSE_BAD_REQUEST)
+        return
+    try:
+        subscription = _engine(socket).tracker.subscribe(execution_id, after)
+    except UnknownExecution:
+        message = f"no execution with id {execution_id!r}"
+        await _refuse(socket, execution_id, message, CLOSE_UNKNOWN_EXECUTION)
+        return
+    try:
+
+        async def send_all() -> None:
+            assert subscription.status is not None
+            await _send(socket, subscription.status)
+            async for event in subscription:
+                await _send(socket, event)
+
+        if await _serve(socket, send_all):
+            with contextlib.suppress(*GONE):
+                await socket.close(code=CLOSE_NORMAL)
+    finally:
+        subscription.close()
+
+
+def _parse_ids(raw: str | None) -> list[str]:
+    if not raw:
+        return []
+    return list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+
+
+def _initial_statuses(engine: Engine, ids: list[str]) -> list[Event]:
+    """A status per listed id (an error for an unknown one), or per unfinished execution."""
+    tracker = engine.tracker
+    if ids:
+        found: list[Event] = []
+        for execution_id in ids:
+            try:
+                record = tracker.get(execution_id)
+            except UnknownExecution:
+                message = f"no execution with id {execution_id!r}"
+                found.append(ErrorEvent(execution_id=execution_id, seq=0, message=message))
+                continue
+            found.append(_status_of(record))
+        return found
+    records = _all(engine, "running") + _all(engine, "pending")
+    records.sort(key=lambda r: r.execution_id)
+    return [_status_of(r) for r in records]
+
+
+def _all(engine: Engine, status: Status) -> list[ExecutionRecord]:
+    """Every execution with this status, following the store's pages."""
+    found: list[ExecutionRecord] = []
+    cursor = None
+    while True:
+        page = engine.tracker.list(status=status, limit=PAGE, before=cursor)
+        found.extend(page)
+        if len(page) < PAGE:
+            return found
+        cursor = page[-1].execution_id
+
+
+def _status_of(record: ExecutionRecord) -> StatusEvent:
+    return StatusEvent(
+        execution_id=record.execution_id,
+        seq=record.last_seq,
+        status=record.status,
+        pipeline=record.pipeline,
+        progress=record.progress,
+    )
+
+
+@websocket("/executions/ws")
+async def watch_stream(socket: WebSocket) -> None:
+    """Statuses of the watched executions, then all their events; open until the client leaves."""
+    await socket.accept()
+    engine = _engine(socket)
+    ids = _parse_ids(socket.query_params.get("ids"))
+    # Subscribe before reading the statuses so nothing falls between the two;
+    # what both report is dropped by seq below.
+    watch: Subscription = engine.tracker.watch(frozenset(ids) if ids else None)
+    try:
+
+        async def send_all() -> None:
+            last_seq: dict[str, int] = {}
+            for event in _initial_statuses(engine, ids):
+                last_seq[event.execution_id] = event.seq
+                await _send(socket, event)
+            async for event in watch:
+                if event.seq <= last_seq.get(event.execution_id, 0):
+                    continue
+                if isinstance(event, TERMINAL_EVENTS):
+                    last_seq.pop(event.execution_id, None)
+                else:
+                    last_seq[event.execution_id] = event.seq
+                await _send(socket, event)
+
+        await _serve(socket, send_all)
+    finally:
+        watch.close()
