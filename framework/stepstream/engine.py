@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from .errors import ExecutionFinished, PipelineDefinitionError, StepstreamError, UnknownExecution
-from .events import ExecutionRecord
+from .errors import (
+    ExecutionFinished,
+    InputError,
+    PipelineDefinitionError,
+    StepstreamError,
+    UnknownExecution,
+)
+from .events import ErrorInfo, ExecutionRecord, FailedEvent, StatusEvent
 from .pipeline import Pipeline
 from .plugins import PluginManager, make_plugin_manager
 from .progress import DEFAULT_INTERVAL
 from .runner import Job, Runner
 from .stores import ExecutionStore, open_store
 from .tracker import Tracker
+
+log = logging.getLogger("stepstream.engine")
 
 
 class StepFailedError(StepstreamError):
@@ -145,7 +155,12 @@ class Engine:
     async def __aenter__(self) -> Engine:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
-        self._task_group.start_soon(self._dispatch)
+        self._task_group.start_soon(self._dispatch, self._task_group)
+        try:
+            self.recover()
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     async def __aexit__(
@@ -162,8 +177,79 @@ class Engine:
         task_group.cancel_scope.cancel()
         return await task_group.__aexit__(exc_type, exc, tb)
 
-    async def _dispatch(self) -> None:
-        assert self._task_group is not None
+    def recover(self) -> None:
+        """Pick up what a stopped process left in the store: fail `running`, requeue `pending`.
+
+        A running execution's step cannot be resumed, so it ends `failed` with a
+        `ServerStopped` error saying when. A pending one is queued again, oldest
+        first, if its pipeline is still registered with the same steps and its
+        inputs still fit; otherwise it ends `failed` saying why. The first new
+        event of each is numbered `last_seq + store.seq_headroom + 1`, past any
+        seq the stopped process may have sent without having stored it.
+        """
+        store = self.tracker.store
+        now = datetime.now(UTC)
+        for record in store.unfinished():
+            seq = record.last_seq + store.seq_headroom + 1
+            execution_id = record.execution_id
+            if record.status == "running":
+                error = _stopped_error(record, now)
+            else:
+                job_or_error = self._requeued_job(record)
+                if isinstance(job_or_error, Job):
+                    self.tracker.ingest(
+                        StatusEvent(
+                            execution_id=execution_id,
+                            seq=seq,
+                            status="pending",
+                            pipeline=record.pipeline,
+                            progress=record.progress,
+                        )
+                    )
+                    self._jobs[execution_id] = job_or_error
+                    self._queue.append(job_or_error)
+                    self._queued.set()
+                    log.info("requeued pending execution %s of %s", execution_id, record.pipeline)
+                    continue
+                error = job_or_error
+            self.tracker.ingest(
+                FailedEvent(
+                    execution_id=execution_id,
+                    seq=seq,
+                    finished_at=now,
+                    error=error,
+                    progress=record.progress,
+                )
+            )
+            log.info("execution %s ended failed on restart: %s", execution_id, error.message)
+        store.flush()
+
+    def _requeued_job(self, record: ExecutionRecord) -> Job | ErrorInfo:
+        """A job that runs a stored pending execution again, or why it cannot run."""
+        pipeline = self.pipelines.get(record.pipeline)
+        if pipeline is None:
+            known = ", ".join(sorted(self.pipelines)) or "none registered"
+            return ErrorInfo(
+                type="PipelineNotFound",
+                message=f"pipeline {record.pipeline!r} is not registered after the restart "
+                f"(known: {known}), so this queued execution cannot start",
+            )
+        if [s.name for s in pipeline.steps] != [s.name for s in record.steps]:
+            return ErrorInfo(
+                type="PipelineChanged",
+                message=f"pipeline {record.pipeline!r} has other steps than when this execution "
+                f"was queued ({', '.join(s.name for s in record.steps)}), so it cannot start",
+            )
+        try:
+            inputs = pipeline.validate_inputs(record.inputs)
+        except InputError as exc:
+            return ErrorInfo(
+                type="InputError",
+                message=f"the recorded inputs no longer fit after the restart: {exc}",
+            )
+        return Job(record.execution_id, pipeline, inputs, self.progress_interval)
+
+    async def _dispatch(self, task_group: TaskGroup) -> None:
         while True:
             while not self._queue:
                 self._queued = anyio.Event()
@@ -175,11 +261,12 @@ class Engine:
             if job.execution_id not in self._jobs:
                 self._limiter.release_on_behalf_of(job)
                 continue
-            self._task_group.start_soon(self._run_queued, job)
+            task_group.start_soon(self._run_queued, job)
 
     async def _run_queued(self, job: Job) -> None:
         try:
-            await self.runner.run(job)
+            if job.execution_id in self._jobs:  # not cancelled while waiting for its task
+                await self.runner.run(job)
         finally:
             self._jobs.pop(job.execution_id, None)
             self._limiter.release_on_behalf_of(job)
@@ -188,6 +275,33 @@ class Engine:
     def running(self) -> int:
         """How many executions are running now."""
         return sum(1 for job in self._jobs.values() if job.started)
+
+
+def _stopped_error(record: ExecutionRecord, now: datetime) -> ErrorInfo:
+    """Why a running execution of a stopped process ended, and when, as far as its record says."""
+    running = [s.name for s in record.steps if s.status == "running"]
+    return ErrorInfo(
+        type="ServerStopped",
+        step=running[0] if running else None,
+        message=(
+            "the server stopped while this execution ran (last event at "
+            f"{_last_activity(record).isoformat(timespec='milliseconds')}); "
+            f"it was marked failed at {now.isoformat(timespec='milliseconds')} on restart"
+        ),
+    )
+
+
+def _last_activity(record: ExecutionRecord) -> datetime:
+    """The latest moment the record vouches for: its start plus the elapsed time of its progress."""
+    moments = [record.created_at]
+    if record.started_at is not None:
+        moments.append(record.started_at)
+        if record.progress is not None and record.progress.elapsed_seconds is not None:
+            moments.append(record.started_at + timedelta(seconds=record.progress.elapsed_seconds))
+    for step in record.steps:
+        if step.started_at is not None:
+            moments.append(step.started_at + timedelta(seconds=step.duration_seconds or 0.0))
+    return max(moments)
 
 
 def run_pipeline(pipeline: Pipeline, inputs: dict[str, Any]) -> Any:

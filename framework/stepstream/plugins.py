@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "stepstream"
 # Built-ins are registered exactly like third-party plugins (datasette's DEFAULT_PLUGINS).
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "stepstream.stores.memory",
+    "stepstream.stores.sqlite",
     "stepstream.default_commands",
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import StoreError
@@ -14,6 +15,11 @@ if TYPE_CHECKING:
 @runtime_checkable
 class ExecutionStore(Protocol):
     """What the tracker needs from a store; every method is safe to call from any thread."""
+
+    # How far an event's seq may run past the stored `last_seq` without being kept yet
+    # (events not yet written when the process died); a restart numbers its first event
+    # of an execution `last_seq + seq_headroom + 1`, so no seq a client saw is used again.
+    seq_headroom: int
 
     @classmethod
     def from_url(cls, url: str) -> ExecutionStore:
@@ -43,9 +49,36 @@ class ExecutionStore(Protocol):
         """Records newest first; `before` is an execution id to page from (exclusive)."""
         ...
 
+    def unfinished(self) -> list[ExecutionRecord]:
+        """`pending` and `running` records, oldest first: what a restarted engine picks up."""
+        ...
+
+    def step_durations(self, pipeline: str, limit: int = 20) -> dict[str, list[float]]:
+        """Each step's durations over the last `limit` completed executions of `pipeline`."""
+        ...
+
+    def prune(self, keep_count: int | None = None, keep_age_seconds: float | None = None) -> int:
+        """Delete the finished executions (and events) beyond the newest `keep_count` or that
+        finished over `keep_age_seconds` ago, never pending or running ones; how many went."""
+        ...
+
+    def flush(self) -> None:
+        """Return once everything appended so far is kept; a no-op if appends write inline."""
+        ...
+
     def close(self) -> None:
         """Flush what is pending and release files or connections."""
         ...
+
+
+def step_durations_of(records: Iterable[ExecutionRecord]) -> dict[str, list[float]]:
+    """`{step name: [duration, ...]}` of the completed steps of `records`, in their order."""
+    durations: dict[str, list[float]] = {}
+    for record in records:
+        for step in record.steps:
+            if step.status == "completed" and step.duration_seconds is not None:
+                durations.setdefault(step.name, []).append(step.duration_seconds)
+    return durations
 
 
 def store_schemes(plugins: PluginManager) -> dict[str, type[ExecutionStore]]:

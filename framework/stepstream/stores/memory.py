@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 
 from ..events import Event, ExecutionRecord, ProgressEvent, Status
 from ..plugins import hookimpl
+from . import step_durations_of
 
 
 class MemoryStore:
-    """Records and event logs in dicts; plain progress events coalesce so logs stay small."""
+    """Records and event logs in dicts; logs keep every lifecycle event and step transition.
+
+    A progress event without a step transition is superseded by the next progress
+    event of its execution (latest wins), so a log grows with steps, not with items.
+    """
+
+    seq_headroom = 0
 
     def __init__(self) -> None:
         self._records: dict[str, ExecutionRecord] = {}
@@ -24,7 +32,7 @@ class MemoryStore:
         return cls()
 
     def append(self, record: ExecutionRecord, event: Event) -> None:
-        """Keep the event; a progress event without a step transition replaces its like."""
+        """Keep the event, dropping a plain progress event it supersedes."""
         log = self._logs.get(record.execution_id)
         if log is None:
             with self._lock:
@@ -32,12 +40,7 @@ class MemoryStore:
                 self._logs[record.execution_id] = [event]
                 bisect.insort(self._ids, record.execution_id)
             return
-        if (
-            type(event) is ProgressEvent
-            and event.step is None
-            and type(log[-1]) is ProgressEvent
-            and log[-1].step is None
-        ):
+        if type(event) is ProgressEvent and _is_plain_progress(log[-1]):
             log[-1] = event
         else:
             log.append(event)
@@ -77,8 +80,43 @@ class MemoryStore:
                 break
         return page
 
+    def unfinished(self) -> list[ExecutionRecord]:
+        """`pending` and `running` records, oldest first."""
+        with self._lock:
+            records = [self._records[i] for i in self._ids]
+        return [r for r in records if not r.finished]
+
+    def step_durations(self, pipeline: str, limit: int = 20) -> dict[str, list[float]]:
+        """Durations of each step over the last `limit` completed executions, newest first."""
+        return step_durations_of(self.list(status="completed", pipeline=pipeline, limit=limit))
+
+    def prune(self, keep_count: int | None = None, keep_age_seconds: float | None = None) -> int:
+        """Forget finished executions beyond the newest `keep_count` or older than the age."""
+        with self._lock:
+            finished = [i for i in self._ids if self._records[i].finished]
+            excess = 0 if keep_count is None else max(0, len(finished) - keep_count)
+            doomed = set(finished[:excess])
+            if keep_age_seconds is not None:
+                cutoff = time.time() - keep_age_seconds
+                for i in finished:
+                    finished_at = self._records[i].finished_at
+                    if finished_at is not None and finished_at.timestamp() < cutoff:
+                        doomed.add(i)
+            for execution_id in doomed:
+                del self._records[execution_id]
+                del self._logs[execution_id]
+            self._ids = [i for i in self._ids if i not in doomed]
+        return len(doomed)
+
+    def flush(self) -> None:
+        """Everything is kept as soon as it is appended."""
+
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _is_plain_progress(event: Event) -> bool:
+    return type(event) is ProgressEvent and event.step is None
 
 
 @hookimpl
