@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import anyio
+import anyio.abc
 import click
 from rich.console import Console
 
@@ -31,18 +32,24 @@ def _parse_inputs(pairs: tuple[str, ...], inputs_json: str | None) -> dict[str, 
                 with open(text[1:], encoding="utf-8") as f:
                     text = f.read()
             except OSError as exc:
-                raise click.BadParameter(f"cannot read {text[1:]}: {exc.strerror}") from None
+                raise click.BadParameter(
+                    f"cannot read {text[1:]}: {exc.strerror}", param_hint="'--inputs-json'"
+                ) from None
         try:
             loaded = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise click.BadParameter(f"not valid JSON ({exc.msg} at char {exc.pos})") from None
+            raise click.BadParameter(
+                f"not valid JSON ({exc.msg} at char {exc.pos})", param_hint="'--inputs-json'"
+            ) from None
         if not isinstance(loaded, dict):
-            raise click.BadParameter("must be a JSON object, e.g. '{\"rows\": 100}'")
+            raise click.BadParameter(
+                "must be a JSON object, e.g. '{\"rows\": 100}'", param_hint="'--inputs-json'"
+            )
         inputs.update(loaded)
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE")
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="'-i'")
         try:
             inputs[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -77,7 +84,7 @@ def run(
         with ConsoleReporter(engine.tracker, console) as reporter:
             plugins.register(reporter, name="console")
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_cancel_on_interrupt, job.cancel)
+                await tg.start(_cancel_on_interrupt, job.cancel)
                 status, error = await engine.runner.run(job)
                 tg.cancel_scope.cancel()
         record = engine.tracker.get(job.execution_id)
@@ -100,9 +107,12 @@ def run(
     sys.exit(code)
 
 
-async def _cancel_on_interrupt(cancel: Any) -> None:
+async def _cancel_on_interrupt(
+    cancel: Any, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
     """First Ctrl-C cancels the execution cleanly; a second one exits without waiting."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()  # the run starts only once Ctrl-C is ours, not asyncio's
         interrupts = 0
         async for _ in signals:
             interrupts += 1
@@ -121,8 +131,8 @@ def list_plugins(plugins: PluginManager) -> None:
         if plugin is None:
             continue
         hooks = sorted(caller.name for caller in plugins.get_hookcallers(plugin) or ())
-        console.print(f"[bold]{name}[/]  ({plugins.origin(name)})", highlight=False)
-        console.print(f"  hooks: {', '.join(hooks) or 'none'}", highlight=False)
+        console.print(f"[bold]{name}[/]  ({plugins.origin(name)})", highlight=False, soft_wrap=True)
+        console.print(f"  hooks: {', '.join(hooks) or 'none'}", highlight=False, soft_wrap=True)
 
 
 @hookimpl

@@ -34,8 +34,11 @@ class ProgressSnapshot(msgspec.Struct, omit_defaults=True, kw_only=True):
     eta_seconds: float | None = None
 
 
-class ErrorInfo(msgspec.Struct, omit_defaults=True, kw_only=True):
-    """Why an execution failed: enough for a person to act without the server's logs."""
+class ErrorInfo(msgspec.Struct, kw_only=True):
+    """Why an execution failed: enough for a person to act without the server's logs.
+
+    Every field is always sent (`null` when unknown), so clients can rely on the keys.
+    """
 
     message: str
     type: str = "Error"
@@ -46,10 +49,11 @@ class ErrorInfo(msgspec.Struct, omit_defaults=True, kw_only=True):
 class StepState(msgspec.Struct, omit_defaults=True, kw_only=True):
     """One step of one execution: its status, its timing and its items."""
 
+    # No defaults on status and weight: omit_defaults would drop them from the wire.
     name: str
     index: int
-    status: StepStatus = "pending"
-    weight: float = 1.0
+    status: StepStatus
+    weight: float
     started_at: datetime | None = None
     duration_seconds: float | None = None
     items_done: int | None = None
@@ -90,7 +94,7 @@ class StatusEvent(Event, tag="status"):
 
     status: Status
     pipeline: str
-    progress: ProgressSnapshot | None = None
+    progress: ProgressSnapshot | None  # no default, so a pending one still says "progress": null
 
 
 class StartedEvent(Event, tag="started"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -34,6 +35,8 @@ def _load_module(spec: str) -> ModuleType:
             sys.modules.pop(name, None)
             raise LoadError(f"importing {spec} failed: {type(exc).__name__}: {exc}") from exc
         return module
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `module:pipeline` finds modules where the user stands
     try:
         return importlib.import_module(spec)
     except ModuleNotFoundError as exc:

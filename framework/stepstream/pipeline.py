@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
@@ -74,12 +75,20 @@ def _describe(fn: Callable[..., Any]) -> str:
 
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)  # keeps msgspec.Meta limits
     except Exception as exc:
         raise PipelineDefinitionError(
             f"step {_describe(fn)} has type hints that cannot be resolved ({exc}); "
             "import the names its annotations use at module level"
         ) from exc
+    return {name: _strip_progress(hint) for name, hint in hints.items()}
+
+
+def _strip_progress(hint: Any) -> Any:
+    """`Annotated[Progress, ...]` still asks for the Progress handle."""
+    if typing.get_origin(hint) is typing.Annotated and typing.get_args(hint)[0] is Progress:
+        return Progress
+    return hint
 
 
 class Pipeline:
@@ -130,10 +139,14 @@ class Pipeline:
                 f"({_describe(fn)}); give one of them another name with "
                 "@pipeline.step(name=...)"
             )
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not 0 < weight < math.inf
+        ):
             raise PipelineDefinitionError(
                 f"step {step_name!r} ({_describe(fn)}) has weight {weight!r}; "
-                "a weight is a positive number"
+                "a weight is a finite positive number"
             )
         hints = _hints(fn)
         params = list(inspect.signature(fn).parameters.values())
@@ -200,10 +213,7 @@ class Pipeline:
             try:
                 converted[field.name] = msgspec.convert(inputs[field.name], field.type)
             except msgspec.ValidationError as exc:
-                problems[field.name] = (
-                    f"expected {_type_label(field.type)}, got {_type_name(inputs[field.name])}"
-                    + _detail(exc)
-                )
+                problems[field.name] = _mismatch(field, inputs[field.name], exc)
             except TypeError:
                 converted[field.name] = inputs[field.name]
         if problems:
@@ -245,9 +255,13 @@ class Pipeline:
 
 
 def _type_label(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
     if tp is Any:
         return "any value"
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    if typing.get_args(tp) or not hasattr(tp, "__name__"):
+        return str(tp).replace("typing.", "")
+    return tp.__name__
 
 
 def _type_name(value: Any) -> str:
@@ -262,6 +276,9 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _detail(exc: msgspec.ValidationError) -> str:
+def _mismatch(field: InputField, value: Any, exc: msgspec.ValidationError) -> str:
+    """Our words for a wrong type; msgspec's when they say more (a limit, a nested path)."""
     text = str(exc)
-    return "" if text.startswith("Expected `") and " - at `" not in text else f" ({text})"
+    if text.startswith("Expected `") and ", got `" in text and " - at `" not in text:
+        return f"expected {_type_label(field.type)}, got {_type_name(value)}"
+    return text.replace("`$", f"`{field.name}").replace(" - at ", " at ")

@@ -74,7 +74,10 @@ class Subscription:
     def _is_new(self, event: Event) -> bool:
         if event.seq <= self._last_seq.get(event.execution_id, self._after):
             return False
-        self._last_seq[event.execution_id] = event.seq
+        if isinstance(event, TERMINAL_EVENTS) and not self._single:
+            self._last_seq.pop(event.execution_id, None)  # a watcher must not grow forever
+        else:
+            self._last_seq[event.execution_id] = event.seq
         return True
 
     def _pop(self) -> Event | None:

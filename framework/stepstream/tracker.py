@@ -105,7 +105,7 @@ class Tracker:
             inputs=jsonable(inputs),
             created_at=_now(),
             steps=[
-                StepState(name=s.name, index=i, weight=s.weight)
+                StepState(name=s.name, index=i, status="pending", weight=s.weight)
                 for i, s in enumerate(pipeline.steps)
             ],
         )
@@ -118,6 +118,7 @@ class Tracker:
                     seq=1,
                     status="pending",
                     pipeline=pipeline.name,
+                    progress=None,
                 ),
             )
         return record
@@ -181,6 +182,8 @@ class Tracker:
             )
             if active is not None:
                 active.subscribers.append(subscription)
+        if active is None and not replay:
+            subscription.close()  # finished, and the caller saw its end: nothing more will come
         return subscription
 
     def watch(self, execution_ids: frozenset[str] | None = None) -> Subscription:
