@@ -85,7 +85,7 @@ def run(
             plugins.register(reporter, name="console")
             async with anyio.create_task_group() as tg:
                 await tg.start(_cancel_on_interrupt, job.cancel)
-                status, error = await engine.runner.run(job)
+                status, error = await engine.execute(job)
                 tg.cancel_scope.cancel()
         record = engine.tracker.get(job.execution_id)
         if status == "completed":

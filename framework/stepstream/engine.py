@@ -19,7 +19,7 @@ from .errors import (
     StepstreamError,
     UnknownExecution,
 )
-from .events import ErrorInfo, ExecutionRecord, FailedEvent, StatusEvent
+from .events import ErrorInfo, ExecutionRecord, FailedEvent, Status, StatusEvent
 from .pipeline import Pipeline
 from .plugins import PluginManager, make_plugin_manager
 from .progress import DEFAULT_INTERVAL
@@ -116,7 +116,7 @@ class Engine:
         """Create an execution and run it here and now; returns the finished record."""
         job = self.create(pipeline, inputs)
         try:
-            await self.runner.run(job)
+            await self.execute(job)
         finally:
             self._jobs.pop(job.execution_id, None)
         return self.tracker.get(job.execution_id)
@@ -258,6 +258,7 @@ class Engine:
             if job.execution_id not in self._jobs:
                 continue
             await self._limiter.acquire_on_behalf_of(job)
+            await self._load_history(job)  # here, not in the task, so starts stay in order
             if job.execution_id not in self._jobs:
                 self._limiter.release_on_behalf_of(job)
                 continue
@@ -266,10 +267,23 @@ class Engine:
     async def _run_queued(self, job: Job) -> None:
         try:
             if job.execution_id in self._jobs:  # not cancelled while waiting for its task
-                await self.runner.run(job)
+                await self.execute(job)
         finally:
             self._jobs.pop(job.execution_id, None)
             self._limiter.release_on_behalf_of(job)
+
+    async def execute(self, job: Job) -> tuple[Status, ErrorInfo | None]:
+        """Run a created job here and now, unless it was cancelled while pending."""
+        await self._load_history(job)
+        if job.finished.is_set():
+            return "cancelled", None
+        return await self.runner.run(job)
+
+    async def _load_history(self, job: Job) -> None:
+        """Read the pipeline's step history (for the ETA) once, off the event loop."""
+        history = self.tracker.history
+        if not history.loaded(job.pipeline.name):
+            await anyio.to_thread.run_sync(history.load, job.pipeline.name)
 
     @property
     def running(self) -> int:
@@ -310,7 +324,7 @@ def run_pipeline(pipeline: Pipeline, inputs: dict[str, Any]) -> Any:
     async def main() -> Any:
         engine = Engine(load_entrypoints=False)
         job = engine.create(pipeline, inputs)
-        await engine.runner.run(job)
+        await engine.execute(job)
         if job.failure is not None:
             error = job.failure.error
             raise StepFailedError(

@@ -17,30 +17,40 @@ from .events import TERMINAL_EVENTS, Event, ProgressEvent, StatusEvent
 
 
 class Subscription:
-    """Async iterator over events; a single-execution one ends after the terminal event."""
+    """Async iterator over events; a single-execution one ends after the terminal event.
+
+    Without `execution_id` it follows every execution it is fed (a watcher).
+    """
 
     def __init__(
         self,
-        replay: Iterable[Event],
         *,
-        after: int = 0,
         unsubscribe: Callable[[Subscription], None],
-        single_execution: bool = True,
-        status: StatusEvent | None = None,
+        execution_id: str | None = None,
     ) -> None:
-        self.status = status
-        self.execution_id = status.execution_id if status is not None else None
+        self.execution_id = execution_id
+        self.status: StatusEvent | None = None
         self._loop = asyncio.get_running_loop()
         self._lock = threading.Lock()
         self._queue: deque[Event | str] = deque()
         self._latest_progress: dict[str, ProgressEvent] = {}
         self._last_seq: dict[str, int] = {}
-        self._after = after if single_execution else 0
+        self._after = 0
         self._waiter: asyncio.Future[None] | None = None
         self._unsubscribe: Callable[[Subscription], None] | None = unsubscribe
-        self._single = single_execution
+        self._single = execution_id is not None
         self._ended = False
-        self._replay: deque[Event] = deque(e for e in replay if e.seq > after)
+        self._replay: deque[Event] = deque()
+
+    def begin(self, status: StatusEvent, replay: Iterable[Event]) -> None:
+        """Set what comes first: the status snapshot, then the events after `status.seq`.
+
+        Called once the subscription is registered, so an event published meanwhile
+        is either in `replay` or queued live, and duplicates are dropped by seq.
+        """
+        self.status = status
+        self._after = status.seq
+        self._replay.extend(e for e in replay if e.seq > status.seq)
 
     def push(self, event: Event) -> None:
         """Queue a live event; safe from any thread, never blocks on the reader."""

@@ -3,6 +3,14 @@
 Every change to an execution is an event with the next sequence number. The
 same `ingest` path applies events made here from hooks and events made by a
 worker elsewhere, so applying one event twice changes nothing.
+
+Concurrency: each execution has one producer at a time (its runner, on the loop
+or its worker thread), so the per-step hooks publish without a lock. The lock
+guards what several threads change: the set of live executions, and the
+subscriber tuples, which are replaced rather than mutated so a publisher can
+iterate them freely. A subscriber registers before it reads the log, so every
+event reaches it by replay, live, or both (deduplicated by seq). This relies on
+the GIL making single dict, list and attribute operations atomic.
 """
 
 from __future__ import annotations
@@ -28,7 +36,9 @@ from .events import (
     Status,
     StatusEvent,
     StepState,
+    StepStatus,
 )
+from .history import StepHistory
 from .ids import new_execution_id
 from .plugins import hookimpl
 from .subscription import Subscription
@@ -53,6 +63,8 @@ class _Active:
     __slots__ = (
         "items_done",
         "items_total",
+        "expected",
+        "expected_after",
         "names",
         "percentage",
         "record",
@@ -67,7 +79,7 @@ class _Active:
 
     def __init__(self, record: ExecutionRecord) -> None:
         self.record = record
-        self.subscribers: list[Subscription] = []
+        self.subscribers: tuple[Subscription, ...] = ()
         self.weights = [s.weight for s in record.steps]
         self.names = [s.name for s in record.steps]
         self.step_count = len(record.steps)
@@ -78,6 +90,8 @@ class _Active:
         self.step_clock = self.started_clock
         self.items_done: int | None = None
         self.items_total: int | None = None
+        self.expected: list[float] | None = None
+        self.expected_after: list[float] = []
 
 
 class Tracker:
@@ -89,8 +103,9 @@ class Tracker:
 
             store = MemoryStore()
         self.store = store
+        self.history = StepHistory(store)
         self._active: dict[str, _Active] = {}
-        self._watchers: list[tuple[Subscription, frozenset[str] | None]] = []
+        self._watchers: tuple[tuple[Subscription, frozenset[str] | None], ...] = ()
         self._lock = threading.Lock()
 
     # -- creating and reading -------------------------------------------------
@@ -159,49 +174,50 @@ class Tracker:
         With `after`, events with a greater seq are replayed before going live;
         without it, only the terminal event is replayed for a finished execution.
         """
+        subscription = Subscription(unsubscribe=self._unsubscribe, execution_id=execution_id)
         with self._lock:
             active = self._active.get(execution_id)
             record = active.record if active is not None else self.store.get(execution_id)
             if record is None:
                 raise UnknownExecution(execution_id)
-            if after is None:
-                after = record.last_seq - 1 if record.finished else record.last_seq
-            after = max(0, min(after, record.last_seq))
-            replay = self.store.events(execution_id, after) if after < record.last_seq else []
             if active is None and not record.finished:
                 active = self._active[execution_id] = _Active(record)
-            status = StatusEvent(
+            if active is not None:
+                active.subscribers = (*active.subscribers, subscription)
+        # Registered first, read second: whatever is published meanwhile is replayed or queued.
+        last_seq = record.last_seq
+        if after is None:
+            after = last_seq - 1 if record.finished else last_seq
+        after = max(0, min(after, last_seq))
+        replay = self.store.events(execution_id, after) if after < last_seq else []
+        subscription.begin(
+            StatusEvent(
                 execution_id=execution_id,
                 seq=after,
                 status=record.status,
                 pipeline=record.pipeline,
                 progress=record.progress,
-            )
-            subscription = Subscription(
-                replay, after=after, unsubscribe=self._unsubscribe, status=status
-            )
-            if active is not None:
-                active.subscribers.append(subscription)
+            ),
+            replay,
+        )
         if active is None and not replay:
             subscription.close()  # finished, and the caller saw its end: nothing more will come
         return subscription
 
     def watch(self, execution_ids: frozenset[str] | None = None) -> Subscription:
         """Follow many executions at once: all of them, or only `execution_ids`."""
+        subscription = Subscription(unsubscribe=self._unsubscribe)
         with self._lock:
-            subscription = Subscription(
-                (), unsubscribe=self._unsubscribe, single_execution=False
-            )
-            self._watchers.append((subscription, execution_ids))
+            self._watchers = (*self._watchers, (subscription, execution_ids))
         return subscription
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
             execution_id = subscription.execution_id
             active = self._active.get(execution_id) if execution_id else None
-            if active is not None and subscription in active.subscribers:
-                active.subscribers.remove(subscription)
-            self._watchers = [w for w in self._watchers if w[0] is not subscription]
+            if active is not None:
+                active.subscribers = tuple(s for s in active.subscribers if s is not subscription)
+            self._watchers = tuple(w for w in self._watchers if w[0] is not subscription)
 
     def subscriber_count(self, execution_id: str | None = None) -> int:
         """Live subscriptions, of one execution or in all; for tests and metrics."""
@@ -235,13 +251,33 @@ class Tracker:
         _apply(record, event)
         self.store.append(record, event)
         if active.subscribers or self._watchers:
-            for subscription in active.subscribers:
-                subscription.push(event)
-            for subscription, wanted in self._watchers:
-                if wanted is None or event.execution_id in wanted:
-                    subscription.push(event)
+            self._fan_out(active, event)
         if type(event) is not ProgressEvent and record.finished:
             del self._active[event.execution_id]
+
+    def _publish_progress(
+        self, active: _Active, progress: ProgressSnapshot, step: StepState | None = None
+    ) -> None:
+        """`_publish` for a progress event made here: the per-step hot path, `_apply` inlined."""
+        record = active.record
+        seq = record.last_seq + 1
+        event = ProgressEvent(
+            execution_id=record.execution_id, seq=seq, progress=progress, step=step
+        )
+        record.last_seq = seq
+        record.progress = progress
+        if step is not None:
+            record.steps[step.index] = step
+        self.store.append(record, event)
+        if active.subscribers or self._watchers:
+            self._fan_out(active, event)
+
+    def _fan_out(self, active: _Active, event: Event) -> None:
+        for subscription in active.subscribers:
+            subscription.push(event)
+        for subscription, wanted in self._watchers:
+            if wanted is None or event.execution_id in wanted:
+                subscription.push(event)
 
     def _snapshot(
         self,
@@ -254,7 +290,8 @@ class Tracker:
     ) -> ProgressSnapshot:
         """Weighted percentage, never lower than the last one, with elapsed time, rate and ETA.
 
-        This runs twice per step, so it avoids `round()` (slower than the rest combined).
+        The ETA blends step history with the live rate (see `history.py`). This runs
+        twice per step, so it avoids `round()` (slower than the rest combined).
         """
         now = time.perf_counter()
         share = (active.weight_done + active.weights[index] * fraction) * active.scale
@@ -265,13 +302,22 @@ class Tracker:
             percentage = active.percentage
         active.percentage = percentage
         elapsed = now - active.started_clock
+        step_elapsed = now - active.step_clock
         rate = eta = None
-        if done:
-            step_elapsed = now - active.step_clock
-            if step_elapsed > 0:
-                rate = done / step_elapsed
-        if 0.0 < percentage < 100.0:
-            eta = elapsed * (100.0 - percentage) / percentage
+        if done and step_elapsed > 0:
+            rate = done / step_elapsed
+        if percentage < 100.0:
+            live = elapsed * (100.0 - percentage) / percentage if percentage > 0.0 else None
+            expected = active.expected
+            if expected is None:
+                eta = live
+            else:
+                planned = active.expected_after[index] + (
+                    expected[index] * (1.0 - fraction)
+                    if fraction
+                    else max(0.0, expected[index] - step_elapsed)
+                )
+                eta = planned if live is None else planned + (live - planned) * percentage / 100.0
         return ProgressSnapshot(
             current_step=index,
             total_steps=active.step_count,
@@ -289,9 +335,12 @@ class Tracker:
 
     @hookimpl
     def execution_started(self, execution_id: str) -> None:
-        """pending → running."""
+        """pending → running, with the step history that makes an early ETA possible."""
         with self._lock:
             active = self._active[execution_id]
+            expected = self.history.expected(active.record.pipeline, active.names)
+            if expected is not None:
+                active.expected, active.expected_after = expected
             active.started_clock = active.step_clock = time.perf_counter()
             self._publish(
                 active,
@@ -306,85 +355,59 @@ class Tracker:
     @hookimpl
     def step_started(self, execution_id: str, step: Step, index: int) -> None:
         """The step becomes current."""
-        with self._lock:
-            active = self._active[execution_id]
-            active.step_clock = time.perf_counter()
-            active.items_done = active.items_total = None
-            state = StepState(
-                name=step.name,
-                index=index,
-                status="running",
-                weight=step.weight,
-                started_at=datetime.now(UTC),
-            )
-            self._publish(
-                active,
-                ProgressEvent(
-                    execution_id=execution_id,
-                    seq=active.record.last_seq + 1,
-                    progress=self._snapshot(active, index),
-                    step=state,
-                ),
-            )
+        active = self._active[execution_id]
+        active.step_clock = time.perf_counter()
+        active.items_done = active.items_total = None
+        state = StepState(
+            name=step.name,
+            index=index,
+            status="running",
+            weight=step.weight,
+            started_at=datetime.now(UTC),
+        )
+        self._publish_progress(active, self._snapshot(active, index), state)
 
     @hookimpl
     def step_progress(
         self, execution_id: str, index: int, done: int, total: int | None, message: str | None
     ) -> None:
         """Item counts inside the running step move the percentage smoothly."""
-        with self._lock:
-            active = self._active[execution_id]
-            fraction = min(1.0, done / total) if total else 0.0
-            active.items_done = done
-            active.items_total = total
-            self._publish(
-                active,
-                ProgressEvent(
-                    execution_id=execution_id,
-                    seq=active.record.last_seq + 1,
-                    progress=self._snapshot(active, index, fraction, done, total, message),
-                ),
-            )
+        active = self._active[execution_id]
+        fraction = min(1.0, done / total) if total else 0.0
+        active.items_done = done
+        active.items_total = total
+        self._publish_progress(active, self._snapshot(active, index, fraction, done, total, message))
 
     @hookimpl
     def step_done(self, execution_id: str, index: int, duration: float) -> None:
         """The step's weight joins the finished share."""
-        self._end_step(execution_id, index, duration, "completed")
+        self._end_step(self._active[execution_id], index, duration, "completed")
 
     @hookimpl
     def step_failed(self, execution_id: str, index: int) -> None:
         """The step is marked failed; the execution's own end follows."""
-        with self._lock:
-            active = self._active[execution_id]
-            duration = time.perf_counter() - active.step_clock
-        self._end_step(execution_id, index, duration, "failed")
+        active = self._active[execution_id]
+        self._end_step(active, index, time.perf_counter() - active.step_clock, "failed")
 
-    def _end_step(self, execution_id: str, index: int, duration: float, status: str) -> None:
-        with self._lock:
-            active = self._active[execution_id]
-            previous = active.record.steps[index]
-            if status == "completed":
-                active.weight_done += active.weights[index]
-            state = StepState(
-                name=previous.name,
-                index=index,
-                status=status,
-                weight=previous.weight,
-                started_at=previous.started_at,
-                duration_seconds=duration,
-                items_done=active.items_done,
-                items_total=active.items_total,
-            )
-            progress = self._snapshot(active, index, 0.0, active.items_done, active.items_total)
-            self._publish(
-                active,
-                ProgressEvent(
-                    execution_id=execution_id,
-                    seq=active.record.last_seq + 1,
-                    progress=progress,
-                    step=state,
-                ),
-            )
+    def _end_step(self, active: _Active, index: int, duration: float, status: StepStatus) -> None:
+        previous = active.record.steps[index]
+        completed = status == "completed"
+        state = StepState(
+            name=previous.name,
+            index=index,
+            status=status,
+            weight=previous.weight,
+            started_at=previous.started_at,
+            duration_seconds=duration,
+            items_done=active.items_done,
+            items_total=active.items_total,
+        )
+        progress = self._snapshot(
+            active, index, 1.0 if completed else 0.0, active.items_done, active.items_total
+        )
+        if completed:
+            active.weight_done += active.weights[index]
+        self._publish_progress(active, progress, state)
 
     @hookimpl
     def execution_finished(
@@ -431,6 +454,8 @@ class Tracker:
                     reason=error.message if error else None,
                 )
             self._publish(active, event)
+            if status == "completed":
+                self.history.add(active.record)
 
 
 def _apply(record: ExecutionRecord, event: Event) -> None:
