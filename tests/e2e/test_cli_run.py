@@ -1,0 +1,176 @@
+"""`stepstream run` as a subprocess: outputs, exit codes, errors a person can act on, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cli_support import PIPELINES, ROOT, stepstream_command
+
+from stepstream.loader import load_pipeline
+
+FAILING = str(PIPELINES / "failing.py")
+SLOW = str(PIPELINES / "slow.py")
+TWO = str(PIPELINES / "two.py")
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("Error: ")
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_run_prints_the_outputs_as_json_and_exits_0(cli) -> None:
+    result = cli("run", "examples/etl.py:etl", "-i", "rows=2000")
+    assert result.returncode == 0, result.stderr
+    expected = load_pipeline(str(ROOT / "examples/etl.py") + ":etl").run(rows=2000)
+    assert json.loads(result.stdout) == expected
+    assert expected["written"] > 0
+    assert "100.0%" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_works_on_the_async_example(cli) -> None:
+    result = cli("run", "examples/async_fetch.py:fetch", "-i", "pages=4", "-i", "latency=0.001")
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout)
+    assert outputs["pages"] == 4
+    assert outputs["words"] == 1 + 2 + 3 + 4
+
+
+def test_inputs_json_and_a_file_of_inputs_work_and_i_overrides(cli, tmp_path: Path) -> None:
+    inline = cli("run", "examples/etl.py:etl", "--inputs-json", '{"rows": 50, "seed": 1}')
+    assert inline.returncode == 0, inline.stderr
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text('{"rows": 50, "seed": 2}')
+    from_file = cli("run", "examples/etl.py:etl", "--inputs-json", f"@{inputs}", "-i", "seed=1")
+    assert from_file.returncode == 0, from_file.stderr
+    assert json.loads(from_file.stdout) == json.loads(inline.stdout)
+
+
+def test_run_takes_a_module_target(cli) -> None:
+    result = subprocess.run(
+        [*stepstream_command(), "run", "two:second", "-i", "word=ab"],
+        cwd=PIPELINES,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == "abab"
+
+
+def test_a_failing_step_exits_1_with_the_error_and_no_traceback(cli) -> None:
+    result = cli("run", f"{FAILING}:failing", "-i", "n=7")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "step 'explode' failed: ValueError: bad value 7" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_traceback_flag_shows_the_steps_traceback(cli) -> None:
+    result = cli("run", f"{FAILING}:failing", "-i", "n=7", "--traceback")
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert 'raise ValueError(f"bad value {n}")' in result.stderr
+    assert "step 'explode' failed: ValueError: bad value 7" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("no/such/file.py:p", "no such file: no/such/file.py (expected a Python file"),
+        (f"{TWO}:missing", "has no attribute 'missing' (pipelines there: first, second)"),
+        (f"{TWO}:NOT_A_PIPELINE", "is a dict, not a Pipeline; expected an object made with"),
+        ("no_such_module_xyz:p", "no module named 'no_such_module_xyz' (expected FILE.py or"),
+        (TWO, "holds several pipelines (first, second); pick one with"),
+        (f"{PIPELINES / 'broken_import.py'}:p", "RuntimeError: this module cannot be imported"),
+        (":p", "names no file or module; expected FILE.py:pipeline"),
+    ],
+)
+def test_a_bad_target_gives_one_line_saying_what_was_expected(
+    cli, target: str, expected: str
+) -> None:
+    result = cli("run", target)
+    assert result.returncode != 0
+    assert expected in _one_error_line(result.stderr)
+
+
+def test_a_pipeline_that_cannot_run_is_refused_naming_the_function_and_the_fix(cli) -> None:
+    result = cli("run", f"{PIPELINES / 'bad_declaration.py'}:twice")
+    assert result.returncode == 1
+    line = _one_error_line(result.stderr)
+    assert "already has a step named 'load'" in line
+    assert "load_again" in line
+    assert "@pipeline.step(name=...)" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-i", "rows"], "Invalid value for '-i': 'rows' is not KEY=VALUE"),
+        (["-i", "=3"], "Invalid value for '-i': '=3' is not KEY=VALUE"),
+        (["--inputs-json", "{rows: 1"], "Invalid value for '--inputs-json': not valid JSON"),
+        (["--inputs-json", "[1, 2]"], "Invalid value for '--inputs-json': must be a JSON object"),
+        (["--inputs-json", "@/no/such/inputs.json"], "cannot read /no/such/inputs.json"),
+    ],
+)
+def test_bad_input_options_are_usage_errors_naming_the_option(
+    cli, args: list[str], expected: str
+) -> None:
+    result = cli("run", "examples/etl.py:etl", *args)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_inputs_that_do_not_fit_are_listed_by_name(cli) -> None:
+    result = cli("run", "examples/etl.py:etl", "-i", "rows=lots", "-i", "colour=red")
+    assert result.returncode == 1
+    line = _one_error_line(result.stderr)
+    assert "rows: expected int, got string" in line
+    assert "colour: unknown input (expected: rows, seed)" in line
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "how"),
+    [("spin", "cancelled after"), ("sleeper", "cancelled"), ("hog", "cancelled")],
+)
+def test_ctrl_c_cancels_the_running_step_cleanly_and_exits_130(
+    tmp_path: Path, pipeline: str, how: str
+) -> None:
+    marker = tmp_path / "marker.txt"
+    process = subprocess.Popen(
+        [*stepstream_command(), "run", f"{SLOW}:{pipeline}", "-i", f"marker={marker}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (marker.exists() and marker.read_text().startswith("started")):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the step never started"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert stdout == ""
+    assert "cancelled" in stderr
+    assert "Traceback" not in stderr
+    assert "KeyboardInterrupt" not in stderr
+    lines = marker.read_text().splitlines()
+    assert lines[0] == "started"
+    assert lines[1].startswith(how)
+    assert lines[-1] == "finally"

@@ -1,0 +1,170 @@
+"""Progress inside a step: cheap counters, throttled hooks, always a final count."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+from fw_support import HookRecorder, engine_with
+
+from stepstream import Engine, Pipeline, Progress
+
+MILLION = 1_000_000
+
+
+def _million(total: bool) -> tuple[Pipeline, dict[str, float]]:
+    timing: dict[str, float] = {}
+    p = Pipeline("million")
+
+    @p.step
+    def count(progress: Progress, n: int = MILLION) -> int:
+        if total:
+            progress.total = n
+        began = time.perf_counter()
+        for _ in range(n):
+            progress.advance()
+        timing["elapsed"] = time.perf_counter() - began
+        return n
+
+    return p, timing
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("total", [True, False])
+async def test_a_million_advances_emit_a_bounded_number_of_progress_hooks(total: bool) -> None:
+    p, timing = _million(total)
+    recorder = HookRecorder()
+    engine = engine_with(recorder)
+    record = await engine.run(p, {})
+    calls = recorder.of("step_progress")
+    interval = engine.progress_interval
+    assert interval == 0.05
+    # At most one per interval (plus the first one) while looping, plus one at the step's end.
+    assert 2 <= len(calls) <= timing["elapsed"] / interval + 3
+    assert len(calls) < 1000
+    last = calls[-1]
+    assert last["done"] == MILLION
+    assert last["total"] == (MILLION if total else None)
+    assert [c["done"] for c in calls] == sorted(c["done"] for c in calls)
+    assert record.steps[0].items_done == MILLION
+    assert record.progress is not None
+    assert record.progress.items_done == MILLION
+
+
+def _paced(items: int) -> Pipeline:
+    p = Pipeline("paced")
+
+    @p.step
+    def slow(progress: Progress, n: int = items) -> int:
+        for _ in range(n):
+            time.sleep(0.003)
+            progress.advance()
+        return n
+
+    return p
+
+
+@pytest.mark.anyio
+async def test_progress_interval_is_configurable_on_the_engine() -> None:
+    every, rarely = HookRecorder(), HookRecorder()
+    await engine_with(every, progress_interval=0).run(_paced(20), {})
+    await engine_with(rarely, progress_interval=3600).run(_paced(20), {})
+    assert [c["done"] for c in every.of("step_progress")][:20] == list(range(1, 21))
+    assert [c["done"] for c in rarely.of("step_progress")] == [1, 20]
+
+
+def test_a_negative_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match="progress_interval"):
+        Engine(load_entrypoints=False, progress_interval=-1)
+
+
+@pytest.mark.anyio
+async def test_iter_takes_the_total_from_len_and_a_generator_reports_counts_only() -> None:
+    p = Pipeline("items")
+
+    @p.step
+    def sized(progress: Progress, n: int = 7) -> int:
+        progress.message = "reading"
+        return sum(1 for _ in progress.iter(list(range(n))))
+
+    @p.step
+    def unsized(n: int, progress: Progress) -> int:
+        return sum(1 for _ in progress.iter(i for i in range(n * 2)))
+
+    @p.step
+    def explicit(n: int, progress: Progress) -> int:
+        progress.total = n * 3
+        for _ in range(n * 3):
+            progress.advance()
+        progress.message = "done counting"
+        return n
+
+    recorder = HookRecorder()
+    record = await engine_with(recorder).run(p, {})
+    finals = {c["index"]: c for c in recorder.of("step_progress")}
+    assert (finals[0]["done"], finals[0]["total"], finals[0]["message"]) == (7, 7, "reading")
+    assert (finals[1]["done"], finals[1]["total"]) == (14, None)
+    assert (finals[2]["done"], finals[2]["total"]) == (42, 42)
+    assert finals[2]["message"] == "done counting"
+    steps = record.steps
+    assert [(s.items_done, s.items_total) for s in steps] == [(7, 7), (14, None), (42, 42)]
+
+
+@pytest.mark.anyio
+async def test_the_running_steps_counts_and_message_show_in_the_snapshot() -> None:
+    halfway = anyio.Event()
+    resume = anyio.Event()
+    p = Pipeline("snap")
+
+    @p.step
+    async def work(progress: Progress, n: int = 10) -> int:
+        progress.total = n
+        progress.message = "halfway there"
+        progress.advance(n // 2)
+        halfway.set()
+        await resume.wait()
+        progress.advance(n - n // 2)
+        return n
+
+    async with engine_with(progress_interval=0) as engine:
+        execution_id = engine.submit(p, {}).execution_id
+        with anyio.fail_after(10):
+            await halfway.wait()
+        snapshot = engine.tracker.get(execution_id).progress
+        resume.set()
+        await engine.wait(execution_id)
+    assert snapshot is not None
+    assert (snapshot.items_done, snapshot.items_total) == (5, 10)
+    assert snapshot.message == "halfway there"
+    assert snapshot.percentage == 50.0
+    assert snapshot.current_step == 0
+    assert snapshot.current_step_name == "work"
+    assert snapshot.elapsed_seconds is not None and snapshot.elapsed_seconds >= 0
+    assert snapshot.eta_seconds is not None and snapshot.eta_seconds >= 0
+    assert snapshot.rate is not None and snapshot.rate > 0
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "10", True])
+def test_a_total_must_be_a_non_negative_int(bad: object) -> None:
+    p = Pipeline("bad-total")
+
+    @p.step
+    def first(progress: Progress) -> None:
+        progress.total = bad  # type: ignore[assignment]
+
+    with pytest.raises(Exception, match="progress.total must be a non-negative int"):
+        p.run()
+
+
+@pytest.mark.anyio
+async def test_a_step_without_progress_calls_emits_no_progress_hook() -> None:
+    p = Pipeline("quiet")
+
+    @p.step
+    def first(progress: Progress) -> int:
+        return 1
+
+    recorder = HookRecorder()
+    await engine_with(recorder).run(p, {})
+    assert recorder.of("step_progress") == []
