@@ -25,7 +25,7 @@ def build_cli(plugins: PluginManager | None = None) -> click.Group:
     """The command group with each plugin's commands added."""
     plugins = plugins or make_plugin_manager()
     cli.context_settings["obj"] = plugins
-    plugins.hook.register_commands(cli=cli)
+    plugins.relay.register_commands(cli=cli)  # isolated: a broken plugin loses only its commands
     return cli
 
 

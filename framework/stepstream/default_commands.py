@@ -23,6 +23,12 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 
+class InvalidInputs(click.ClickException):
+    """Inputs that do not fit: a usage problem (exit 2), not a failed step (exit 1)."""
+
+    exit_code = 2
+
+
 def _parse_inputs(pairs: tuple[str, ...], inputs_json: str | None) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     if inputs_json:
@@ -103,7 +109,7 @@ def run(
     try:
         code = anyio.run(main)
     except InputError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise InvalidInputs(str(exc)) from None
     sys.exit(code)
 
 

@@ -21,8 +21,12 @@ class InputError(StepstreamError):
         super().__init__(f"invalid inputs for pipeline {pipeline!r}: {lines}")
 
 
-class Cancelled(StepstreamError):
-    """Raised inside a step by its Progress handle once the execution is cancelled."""
+class Cancelled(BaseException):
+    """Raised inside a step by its Progress handle once the execution is cancelled.
+
+    A BaseException, like asyncio's CancelledError, so that a step's own
+    `except Exception:` does not swallow the cancellation.
+    """
 
 
 class UnknownExecution(StepstreamError, LookupError):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
+import os
+import types
 import typing
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
@@ -70,7 +73,12 @@ class InputField(msgspec.Struct, frozen=True):
 
 
 def _describe(fn: Callable[..., Any]) -> str:
-    return f"{fn.__module__}.{fn.__qualname__}"
+    """`name (file.py:line)`: where a person finds the function, whatever its module is called."""
+    code = getattr(fn, "__code__", None)
+    name = getattr(fn, "__name__", repr(fn))
+    if code is None:
+        return name
+    return f"{name} ({os.path.basename(code.co_filename)}:{code.co_firstlineno})"
 
 
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
@@ -85,9 +93,12 @@ def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
 
 
 def _strip_progress(hint: Any) -> Any:
-    """`Annotated[Progress, ...]` still asks for the Progress handle."""
-    if typing.get_origin(hint) is typing.Annotated and typing.get_args(hint)[0] is Progress:
-        return Progress
+    """`Annotated[Progress, ...]` and `Progress | None` still ask for the Progress handle."""
+    if typing.get_origin(hint) is typing.Annotated:
+        return Progress if _strip_progress(typing.get_args(hint)[0]) is Progress else hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = set(typing.get_args(hint)) - {type(None)}
+        return Progress if members == {Progress} else hint
     return hint
 
 
@@ -153,7 +164,8 @@ class Pipeline:
         for p in params:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 raise PipelineDefinitionError(
-                    f"step {_describe(fn)} takes *{p.name}; steps take named parameters only"
+                    f"step {_describe(fn)} takes {'**' if p.kind == p.VAR_KEYWORD else '*'}{p.name}; "
+                    "steps take named parameters only"
                 )
         progress_params = [p.name for p in params if hints.get(p.name) is Progress]
         if len(progress_params) > 1:
@@ -209,6 +221,8 @@ class Pipeline:
             if field.name not in inputs:
                 if field.required:
                     problems[field.name] = f"missing (expected {_type_label(field.type)})"
+                else:
+                    converted[field.name] = field.default
                 continue
             try:
                 converted[field.name] = msgspec.convert(inputs[field.name], field.type)
@@ -251,7 +265,14 @@ class Pipeline:
         """Run the pipeline to completion in a fresh event loop and return its outputs."""
         from .engine import run_pipeline
 
-        return run_pipeline(self, inputs)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return run_pipeline(self, inputs)
+        raise RuntimeError(
+            f"{self.name}.run() starts its own event loop, and one is already running here; "
+            f"in async code use `record = await stepstream.Engine().run({self.name}, inputs)`"
+        )
 
 
 def _type_label(tp: Any) -> str:

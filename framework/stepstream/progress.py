@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter
 from typing import TypeVar
@@ -11,6 +12,7 @@ from .errors import Cancelled
 T = TypeVar("T")
 
 DEFAULT_INTERVAL = 0.05
+MIN_POKE_PERIOD = 0.01
 
 
 class Throttle:
@@ -29,9 +31,32 @@ class Throttle:
     def cancel(self) -> None:
         """Make the running step's next Progress call raise Cancelled."""
         self.cancelled = True
+        self.poke()
+
+    def poke(self) -> None:
+        """Make the running step's next Progress call look at the clock.
+
+        `advance` checks the clock only every so many items, a stride that grows
+        while items are fast; if items then slow down, a poke every interval
+        keeps updates flowing (tqdm uses a monitor thread for the same reason).
+        """
         progress = self.progress
         if progress is not None:
             progress._check_at = -1
+
+    def keep_fresh(self) -> Callable[[], None]:
+        """Poke once per interval from the running event loop; returns the function that stops it."""
+        loop = asyncio.get_running_loop()
+        period = max(self.interval, MIN_POKE_PERIOD)
+        handle: asyncio.TimerHandle
+
+        def poke_and_again() -> None:
+            nonlocal handle
+            self.poke()
+            handle = loop.call_later(period, poke_and_again)
+
+        handle = loop.call_later(period, poke_and_again)
+        return lambda: handle.cancel()
 
 
 class Progress:

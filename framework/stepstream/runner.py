@@ -72,6 +72,7 @@ class Runner:
         job.started = True
         status: Status = "completed"
         error: ErrorInfo | None = None
+        stop_poking = job.throttle.keep_fresh()
         try:
             hook.execution_started(
                 execution_id=job.execution_id, pipeline=job.pipeline, inputs=job.inputs
@@ -95,6 +96,7 @@ class Runner:
             raise
         finally:
             job.scope = None
+            stop_poking()
         if status == "cancelled":
             job.outputs = None
         hook.execution_finished(

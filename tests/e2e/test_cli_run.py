@@ -132,7 +132,7 @@ def test_bad_input_options_are_usage_errors_naming_the_option(
 
 def test_inputs_that_do_not_fit_are_listed_by_name(cli) -> None:
     result = cli("run", "examples/etl.py:etl", "-i", "rows=lots", "-i", "colour=red")
-    assert result.returncode == 1
+    assert result.returncode == 2
     line = _one_error_line(result.stderr)
     assert "rows: expected int, got string" in line
     assert "colour: unknown input (expected: rows, seed)" in line

@@ -135,9 +135,12 @@ def test_star_args_and_kwargs_are_refused() -> None:
     def takes_kwargs(**options: int) -> int:
         return 0
 
-    with pytest.raises(PipelineDefinitionError, match=r"takes_args takes \*rows.*named parameters"):
+    with pytest.raises(
+        PipelineDefinitionError,
+        match=r"takes_args \(test_authoring.py:\d+\) takes \*rows.*named parameters",
+    ):
         p.step(takes_args)
-    with pytest.raises(PipelineDefinitionError, match=r"takes_kwargs takes \*options"):
+    with pytest.raises(PipelineDefinitionError, match=r"takes_kwargs \(.*\) takes \*\*options"):
         p.step(takes_kwargs)
     assert p.steps == []
 
@@ -148,7 +151,7 @@ def test_two_progress_parameters_are_refused() -> None:
     def both(a: Progress, b: Progress) -> None:
         return None
 
-    with pytest.raises(PipelineDefinitionError, match=r"both has more than one Progress.*a, b"):
+    with pytest.raises(PipelineDefinitionError, match=r"both \(test_authoring.py:\d+\) has more than one Progress.*a, b"):
         p.step(both)
 
 
@@ -159,7 +162,7 @@ def test_unresolvable_annotations_name_the_function() -> None:
         return 0
 
     odd.__annotations__["x"] = "NotDefinedAnywhere"
-    with pytest.raises(PipelineDefinitionError, match=r"odd has type hints that cannot be resol"):
+    with pytest.raises(PipelineDefinitionError, match=r"odd \(test_authoring.py:\d+\) has type hints that cannot be resol"):
         p.step(odd)
 
 
@@ -167,3 +170,32 @@ def test_decorating_something_not_callable_is_refused() -> None:
     p = Pipeline("junk")
     with pytest.raises(PipelineDefinitionError, match="decorates functions"):
         p.step(42)  # type: ignore[call-overload]
+
+
+def test_an_optional_progress_parameter_is_still_the_progress_handle() -> None:
+    p = Pipeline("optional")
+
+    @p.step
+    def first(rows: int = 2, progress: Progress | None = None) -> int:
+        assert isinstance(progress, Progress)
+        return rows
+
+    @p.step
+    def second(rows: int, progress: Progress | None = None) -> int:
+        assert isinstance(progress, Progress)
+        return rows * 2
+
+    assert [f.name for f in p.inputs] == ["rows"]
+    assert p.run() == 4
+
+
+@pytest.mark.anyio
+async def test_pipeline_run_inside_a_running_loop_says_what_to_use_instead() -> None:
+    p = Pipeline("nested")
+
+    @p.step
+    def only() -> int:
+        return 1
+
+    with pytest.raises(RuntimeError, match=r"await stepstream.Engine\(\).run"):
+        p.run()

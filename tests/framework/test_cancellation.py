@@ -243,3 +243,26 @@ async def test_leaving_the_engine_cancels_what_is_running() -> None:
         await _until(loop.running.is_set)
     assert engine.tracker.get(execution_id).status == "cancelled"
     assert loop.ended_by == "Cancelled"
+
+
+@pytest.mark.anyio
+async def test_a_step_catching_exception_does_not_swallow_cancellation() -> None:
+    p = Pipeline("greedy")
+    entered = threading.Event()
+
+    @p.step
+    def greedy(progress: Progress) -> str:
+        entered.set()
+        while True:
+            try:
+                progress.advance()
+            except Exception:
+                return "swallowed"
+
+    async with engine_with() as engine:
+        execution_id = engine.submit(p).execution_id
+        await anyio.to_thread.run_sync(entered.wait)
+        engine.cancel(execution_id)
+        record = await engine.wait(execution_id)
+    assert record.status == "cancelled"
+    assert record.outputs is None

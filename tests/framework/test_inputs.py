@@ -76,6 +76,8 @@ def test_valid_inputs_are_converted_and_defaults_reach_the_step() -> None:
         "rows": 3,
         "region": "north",
         "ratio": 1.0,
+        "anything": 3,
+        "tags": None,
     }
     assert p.run(rows=3, region="north") == {
         "rows": 3,

@@ -162,3 +162,23 @@ def test_hook_arguments_are_passed_by_name_so_plugins_take_only_what_they_need()
     record = anyio.run(engine_with(Minimal()).run, _pipeline(), {})
     assert record.status == "completed"
     assert seen == [0, 1]
+
+
+def test_a_plugin_whose_register_commands_raises_loses_only_its_own_commands(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import click
+
+    from stepstream.cli import build_cli
+
+    class Broken:
+        @hookimpl
+        def register_commands(self, cli: click.Group) -> None:
+            raise RuntimeError("cannot add my command")
+
+    plugins = make_plugin_manager(load_entrypoints=False)
+    plugins.register(Broken(), name="broken")
+    with caplog.at_level(logging.ERROR, logger="stepstream.plugins"):
+        group = build_cli(plugins)
+    assert {"run", "plugins"} <= set(group.commands)
+    assert "'broken' failed in hook register_commands" in caplog.text

@@ -168,3 +168,26 @@ async def test_a_step_without_progress_calls_emits_no_progress_hook() -> None:
     recorder = HookRecorder()
     await engine_with(recorder).run(p, {})
     assert recorder.of("step_progress") == []
+
+
+@pytest.mark.anyio
+async def test_updates_keep_flowing_when_items_slow_down_after_a_fast_burst() -> None:
+    """The clock-check stride grows during a fast burst; pokes keep slow items reported."""
+    p = Pipeline("burst")
+
+    @p.step
+    def work(fast: int = 300_000, slow: int = 40, progress: Progress | None = None) -> int:
+        assert progress is not None
+        for _ in range(fast):
+            progress.advance()
+        for _ in range(slow):
+            time.sleep(0.01)
+            progress.advance()
+        return progress.done
+
+    recorder = HookRecorder()
+    async with engine_with(recorder, progress_interval=0.05) as engine:
+        record = await engine.run(p)
+    assert record.outputs == 300_040
+    during_slow_part = [c for c in recorder.of("step_progress") if 300_000 < c["done"] < 300_040]
+    assert len(during_slow_part) >= 3, "0.4 s of slow items should give several updates"

@@ -130,7 +130,7 @@ async def test_hooks_fire_in_lifecycle_order() -> None:
         *["step_started", "step_done"] * 4,
         "execution_finished",
     ]
-    assert recorder.of("execution_started")[0]["inputs"] == {"n": 2}
+    assert recorder.of("execution_started")[0]["inputs"] == {"n": 2, "scale": 10}
 
 
 @pytest.mark.anyio
