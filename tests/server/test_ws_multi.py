@@ -1,0 +1,95 @@
+"""The multi-execution WebSocket: every execution (new ones too) or only those named by ?ids=."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import anyio
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+async def read_until_finished(
+    server: Any, ws: Any, execution_ids: set[str]
+) -> list[dict[str, Any]]:
+    """Messages until each of `execution_ids` has sent its terminal message."""
+    messages: list[dict[str, Any]] = []
+    waiting = set(execution_ids)
+    while waiting:
+        message = await server.recv_json(ws)
+        messages.append(message)
+        if message["type"] in TERMINAL:
+            waiting.discard(message["execution_id"])
+    return messages
+
+
+async def assert_still_open(ws: Any) -> None:
+    """A ping answered proves the server has not closed the connection."""
+    pong = await ws.ping()
+    with anyio.fail_after(10):
+        await pong
+
+
+def by_execution(messages: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for message in messages:
+        grouped[message["execution_id"]].append(message)
+    return grouped
+
+
+async def test_watching_everything_shows_unfinished_ones_then_new_ones(server: Any) -> None:
+    gate = server.new_gate()
+    finished = server.wait_for(server.submit("quick", items=1)["execution_id"])["execution_id"]
+    running = server.submit("held", gate_name=gate)["execution_id"]
+    server.wait_for(running, "running")
+    async with server.ws("/api/v1/executions/ws") as ws:
+        first = await server.recv_json(ws)
+        assert first["type"] == "status"
+        assert first["execution_id"] == running
+        assert first["status"] == "running"
+        assert first["pipeline"] == "held"
+
+        created = server.submit("quick", items=3)["execution_id"]
+        server.open_gate(gate)
+        messages = await read_until_finished(server, ws, {created, running})
+        await assert_still_open(ws)
+
+    grouped = by_execution(messages)
+    assert finished not in grouped
+    assert set(grouped) == {created, running}
+    new = grouped[created]
+    assert new[0]["type"] == "status" and new[0]["status"] == "pending" and new[0]["seq"] == 1
+    assert new[1]["type"] == "started"
+    assert new[-1]["type"] == "completed" and new[-1]["outputs"] == {"total": 6}
+    assert grouped[running][-1]["type"] == "completed"
+    server.assert_matches_log(new, server.events(created))
+    server.assert_matches_log(grouped[running][1:], server.events(running), after=first["seq"])
+
+
+async def test_ids_filter_lists_statuses_errors_and_only_those_events(server: Any) -> None:
+    gate = server.new_gate()
+    done = server.wait_for(server.submit("quick", items=1)["execution_id"])["execution_id"]
+    watched = server.submit("held", gate_name=gate)["execution_id"]
+    server.wait_for(watched, "running")
+    async with server.ws(f"/api/v1/executions/ws?ids={watched},nope,{done}") as ws:
+        initial = {}
+        for _ in range(3):
+            message = await server.recv_json(ws)
+            initial[message["execution_id"]] = message
+        assert initial.keys() == {watched, "nope", done}
+        assert initial[watched]["type"] == "status" and initial[watched]["status"] == "running"
+        assert initial[done]["type"] == "status" and initial[done]["status"] == "completed"
+        assert initial["nope"]["type"] == "error" and "nope" in initial["nope"]["message"]
+
+        other = server.submit("quick", items=2)["execution_id"]
+        server.wait_for(other)
+        server.open_gate(gate)
+        messages = await read_until_finished(server, ws, {watched})
+        await assert_still_open(ws)
+    assert {m["execution_id"] for m in messages} == {watched}, "an unwatched execution leaked in"
+    assert messages[-1]["type"] == "completed"
+    assert messages[-1]["outputs"] == {"gate": gate}
