@@ -6,12 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
+import anyio
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
 from litestar.openapi import OpenAPIConfig
 from stepstream import Engine
+from stepstream.retention import PRUNE_INTERVAL, Retention, prune_forever
 
 from .auth import BearerAuth
 from .problems import http_exception_handler, internal_error_handler, not_found_as_problem
@@ -23,18 +25,27 @@ DEFAULT_MAX_BODY_SIZE = 1_048_576
 
 
 def create_app(
-    engine: Engine, *, token: str | None = None, max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    engine: Engine,
+    *,
+    token: str | None = None,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    retention: Retention | None = None,
+    prune_interval: float = PRUNE_INTERVAL,
 ) -> Litestar:
     """Serve `engine` over HTTP and WebSocket; executions run while the app runs.
 
     The app's lifespan enters the engine, so leaving it (server shutdown)
-    cancels running executions and their records end `cancelled`.
+    cancels running executions and their records end `cancelled`. With a
+    `retention`, the store is pruned at start and every `prune_interval` seconds.
     """
 
     @asynccontextmanager
     async def run_engine(app: Litestar) -> AsyncIterator[None]:
-        async with engine:
+        async with engine, anyio.create_task_group() as tasks:
+            if retention is not None:
+                tasks.start_soon(prune_forever, engine.tracker.store, retention, prune_interval)
             yield
+            tasks.cancel_scope.cancel()
 
     api = Router(
         API_PREFIX,

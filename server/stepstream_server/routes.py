@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, get_args
 
+import anyio
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
-from stepstream import Engine, ExecutionRecord, InputError, ProgressSnapshot, UnknownExecution
+from stepstream import (
+    Engine,
+    ExecutionRecord,
+    InputError,
+    ProgressSnapshot,
+    StoreError,
+    UnknownExecution,
+)
 from stepstream.errors import ExecutionFinished
 from stepstream.events import Status
 
@@ -101,6 +109,17 @@ class ExecutionController(Controller):
                 type_="invalid-inputs",
                 title="Invalid inputs",
                 errors=[FieldError(field=k, message=v) for k, v in exc.problems.items()],
+            ) from None
+        try:  # a 202 promises the execution exists, so it must survive a crash right after
+            await anyio.to_thread.run_sync(engine.tracker.store.flush)
+        except StoreError as exc:
+            raise ProblemError(
+                503,
+                f"execution {record.execution_id} was queued but not stored ({exc}); "
+                "it is lost if the server stops",
+                type_="store-unavailable",
+                title="Store unavailable",
+                execution_id=record.execution_id,
             ) from None
         location = f"/api/v1/executions/{record.execution_id}"
         return Response(record, status_code=202, headers={"Location": location})

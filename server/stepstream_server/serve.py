@@ -7,12 +7,32 @@ from stepstream import Engine, Pipeline, PipelineDefinitionError, StoreError
 from stepstream.loader import LoadError, load_pipelines
 from stepstream.plugins import PluginManager
 from stepstream.progress import DEFAULT_INTERVAL
+from stepstream.retention import PRUNE_INTERVAL, Retention
+from stepstream.stores import ExecutionStore
+
+DEFAULT_STORE = "sqlite:///stepstream.db"
 
 
 class UsageProblem(click.ClickException):
     """A bad option value: one line on stderr and exit code 2, no traceback."""
 
     exit_code = 2
+
+
+class KeepParam(click.ParamType):
+    """`--keep 1000`, `--keep 7d` or `--keep 1000,30d`."""
+
+    name = "COUNT,AGE"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Retention:
+        if isinstance(value, Retention):
+            return value
+        try:
+            return Retention.parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def _pipelines(targets: tuple[str, ...]) -> list[Pipeline]:
@@ -59,8 +79,25 @@ def _engine(
     return engine
 
 
-def _announce(url: str, engine: Engine) -> None:
+def _check_store(store: ExecutionStore) -> None:
+    """Read what the engine's recovery reads, so a damaged file stops the start with one line."""
+    try:
+        store.unfinished()
+        store.list(limit=1)
+    except StoreError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def _store_url(url: str, store: ExecutionStore) -> str:
+    """The store's URL with its file made absolute, so the line says which file is in use."""
+    path = getattr(store, "path", None)
+    return f"{url.partition('://')[0]}:///{path}" if path else url
+
+
+def _announce(url: str, engine: Engine, store_url: str, retention: Retention | None) -> None:
     click.echo(f"stepstream serving on {url}")
+    kept = f" (keeping {retention})" if retention else ""
+    click.echo(f"store: {store_url}{kept}")
     click.echo("pipelines:")
     for name in sorted(engine.pipelines):
         pipeline = engine.pipelines[name]
@@ -101,7 +138,28 @@ def _url(host: str, port: int) -> str:
     default=None,
     help="Require 'Authorization: Bearer TOKEN' (or ?token= on WebSockets). Env: STEPSTREAM_TOKEN.",
 )
-@click.option("--store", default="memory://", show_default=True, help="Execution store URL.")
+@click.option(
+    "--store",
+    metavar="URL",
+    default=DEFAULT_STORE,
+    show_default=True,
+    help="Where executions are kept: sqlite:///relative.db, sqlite:////absolute.db, memory://.",
+)
+@click.option(
+    "--keep",
+    "retention",
+    type=KeepParam(),
+    default=None,
+    help="Prune older finished executions: a count (1000), an age (7d; s, m, h, d) or both "
+    "(1000,30d). Running and pending ones are always kept.",
+)
+@click.option(
+    "--prune-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=PRUNE_INTERVAL,
+    show_default=True,
+    help="Seconds between two prunings with --keep (it also prunes once at start).",
+)
 @click.option(
     "--progress-interval",
     type=click.FloatRange(min=0),
@@ -118,13 +176,35 @@ def serve(
     max_concurrent: int | None,
     token: str | None,
     store: str,
+    retention: Retention | None,
+    prune_interval: float,
     progress_interval: float,
 ) -> None:
     """Serve the progress API (REST and WebSocket) and run executions; Ctrl-C stops gracefully."""
+    engine = _engine(plugins, _pipelines(targets), store, max_concurrent, progress_interval)
+    opened = engine.tracker.store
+    try:
+        _check_store(opened)
+        _serve(engine, host, port, token, _store_url(store, opened), retention, prune_interval)
+    finally:
+        try:
+            opened.close()  # after the engine stopped, so its `cancelled` records are kept
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _serve(
+    engine: Engine,
+    host: str,
+    port: int,
+    token: str | None,
+    store_url: str,
+    retention: Retention | None,
+    prune_interval: float,
+) -> None:
     from .app import create_app
     from .serving import bind, run
 
-    engine = _engine(plugins, _pipelines(targets), store, max_concurrent, progress_interval)
     try:
         sock = bind(host, port)
     except OSError as exc:
@@ -138,8 +218,10 @@ def serve(
         running.extend(r.execution_id for r in engine.tracker.list(status="running", limit=10_000))
         click.echo("stopping: cancelling running executions (Ctrl-C again to quit now)", err=True)
 
-    app = create_app(engine, token=token or None)
-    if not run(app, sock, lambda: _announce(url, engine), on_stop):
+    app = create_app(
+        engine, token=token or None, retention=retention, prune_interval=prune_interval
+    )
+    if not run(app, sock, lambda: _announce(url, engine, store_url, retention), on_stop):
         raise click.ClickException("the server failed to start; run with -v for details")
     cancelled = sum(1 for i in running if engine.tracker.get(i).status == "cancelled")
     click.echo(f"stopped: {cancelled} of {len(running)} running executions cancelled", err=True)

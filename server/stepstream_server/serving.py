@@ -82,7 +82,8 @@ def run(
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_exit_on_signal, server, on_stop)
-            await server.serve(sockets=[sock])
+            with contextlib.suppress(SystemExit):  # how uvicorn quits when the lifespan fails
+                await server.serve(sockets=[sock])
             tg.cancel_scope.cancel()
 
     anyio.run(main, backend_options={"use_uvloop": _has_uvloop()})
