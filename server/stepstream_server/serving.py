@@ -76,6 +76,8 @@ def run(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        ws_ping_interval=20.0,  # keeps idle progress streams alive through proxies
+        ws_ping_timeout=20.0,  # and drops a peer that stopped answering
     )
     server = _HostSignalsServer(config, on_ready)
 
