@@ -85,7 +85,12 @@ class ConsoleReporter:
     def execution_started(self, execution_id: str, pipeline: Any) -> None:
         """One bar per execution."""
         self._tasks[execution_id] = self.bars.add_task(
-            "starting", total=100, pipeline=pipeline.name, items_done=None, items_total=None, eta=None
+            "starting",
+            total=100,
+            pipeline=pipeline.name,
+            items_done=None,
+            items_total=None,
+            eta=None,
         )
 
     @hookimpl(trylast=True)

@@ -1,4 +1,4 @@
-"""Built-in sub-commands, registered like any plugin's: `stepstream run` and `stepstream plugins`."""
+"""Built-in sub-commands, registered like any plugin's: `stepstream run`, `stepstream plugins`."""
 
 from __future__ import annotations
 
@@ -66,14 +66,25 @@ def _parse_inputs(pairs: tuple[str, ...], inputs_json: str | None) -> dict[str, 
 @click.command()
 @click.argument("target")
 @click.option(
-    "-i", "--input", "pairs", multiple=True, metavar="KEY=VALUE",
+    "-i",
+    "--input",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="An input; VALUE is read as JSON when it parses (42, true, [1,2]), else as a string.",
 )
-@click.option("--inputs-json", metavar="JSON|@FILE", help="All inputs as one JSON object, or @file.")
-@click.option("--traceback", "show_traceback", is_flag=True, help="Show the failed step's traceback.")
+@click.option(
+    "--inputs-json", metavar="JSON|@FILE", help="All inputs as one JSON object, or @file."
+)
+@click.option(
+    "--traceback", "show_traceback", is_flag=True, help="Show the failed step's traceback."
+)
 @click.pass_obj
 def run(
-    plugins: PluginManager, target: str, pairs: tuple[str, ...], inputs_json: str | None,
+    plugins: PluginManager,
+    target: str,
+    pairs: tuple[str, ...],
+    inputs_json: str | None,
     show_traceback: bool,
 ) -> None:
     """Run a pipeline: TARGET is FILE.py:pipeline or module:pipeline."""
@@ -103,7 +114,9 @@ def run(
         assert error is not None
         if show_traceback and error.traceback:
             console.print(error.traceback, markup=False, highlight=False)
-        console.print(f"[red]step {error.step!r} failed:[/] {error.type}: {error.message}", highlight=False)
+        console.print(
+            f"[red]step {error.step!r} failed:[/] {error.type}: {error.message}", highlight=False
+        )
         return EXIT_FAILED
 
     try:

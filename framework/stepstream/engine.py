@@ -13,11 +13,11 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .errors import (
+    ExecutionElsewhere,
     ExecutionFinished,
     InputError,
     PipelineDefinitionError,
     StepstreamError,
-    UnknownExecution,
 )
 from .events import ErrorInfo, ExecutionRecord, FailedEvent, Status, StatusEvent
 from .pipeline import Pipeline
@@ -94,7 +94,7 @@ class Engine:
     # -- executions -------------------------------------------------------------
 
     def create(self, pipeline: Pipeline | str, inputs: dict[str, Any] | None = None) -> Job:
-        """Validate inputs and record a `pending` execution; raises InputError before anything exists."""
+        """Validate inputs, then record a `pending` execution; InputError leaves nothing behind."""
         if isinstance(pipeline, str):
             pipeline = self.pipeline(pipeline)
         validated = pipeline.validate_inputs(inputs)
@@ -103,16 +103,22 @@ class Engine:
         self._jobs[record.execution_id] = job
         return job
 
-    def submit(self, pipeline: Pipeline | str, inputs: dict[str, Any] | None = None) -> ExecutionRecord:
+    def submit(
+        self, pipeline: Pipeline | str, inputs: dict[str, Any] | None = None
+    ) -> ExecutionRecord:
         """Create an execution and queue it; it starts when a slot is free."""
         if self._task_group is None:
-            raise RuntimeError("Engine.submit needs a running engine: use `async with Engine() as engine`")
+            raise RuntimeError(
+                "Engine.submit needs a running engine: use `async with Engine() as engine`"
+            )
         job = self.create(pipeline, inputs)
         self._queue.append(job)
         self._queued.set()
         return self.tracker.get(job.execution_id)
 
-    async def run(self, pipeline: Pipeline | str, inputs: dict[str, Any] | None = None) -> ExecutionRecord:
+    async def run(
+        self, pipeline: Pipeline | str, inputs: dict[str, Any] | None = None
+    ) -> ExecutionRecord:
         """Create an execution and run it here and now; returns the finished record."""
         job = self.create(pipeline, inputs)
         try:
@@ -132,7 +138,7 @@ class Engine:
             raise ExecutionFinished(execution_id, record.status)
         job = self._jobs.get(execution_id)
         if job is None:
-            raise UnknownExecution(execution_id)
+            raise ExecutionElsewhere(execution_id, record.status)
         if job.started:
             job.cancel()
         else:
@@ -174,6 +180,8 @@ class Engine:
         for job in list(self._jobs.values()):
             if job.started:
                 job.cancel()
+            else:
+                job.finished.set()  # stays pending in the store; nobody waits for it here
         task_group.cancel_scope.cancel()
         return await task_group.__aexit__(exc_type, exc, tb)
 
@@ -283,7 +291,14 @@ class Engine:
         """Read the pipeline's step history (for the ETA) once, off the event loop."""
         history = self.tracker.history
         if not history.loaded(job.pipeline.name):
-            await anyio.to_thread.run_sync(history.load, job.pipeline.name)
+            try:
+                await anyio.to_thread.run_sync(history.load, job.pipeline.name)
+            except Exception:  # the ETA is a nicety: never let it stop an execution
+                log.warning(
+                    "no step history for %s; ETA from the live rate only",
+                    job.pipeline.name,
+                    exc_info=True,
+                )
 
     @property
     def running(self) -> int:

@@ -46,5 +46,17 @@ class ExecutionFinished(StepstreamError):
         super().__init__(f"execution {execution_id!r} already finished: {status}")
 
 
+class ExecutionElsewhere(StepstreamError):
+    """The execution is not run by this engine (another process, or a worker elsewhere)."""
+
+    def __init__(self, execution_id: str, status: str) -> None:
+        self.execution_id = execution_id
+        self.status = status
+        super().__init__(
+            f"execution {execution_id!r} is {status} but not run by this process, "
+            "so it cannot be cancelled here"
+        )
+
+
 class StoreError(StepstreamError):
     """A store cannot be opened or used; the message names the URL or path."""

@@ -150,7 +150,6 @@ AnyEvent = (
     | CancelledEvent
     | ErrorEvent
 )
-TerminalEvent = CompletedEvent | FailedEvent | CancelledEvent
 TERMINAL_EVENTS = (CompletedEvent, FailedEvent, CancelledEvent)
 LIFECYCLE_EVENTS = (StatusEvent, StartedEvent, *TERMINAL_EVENTS)
 
@@ -169,6 +168,65 @@ def decode_event(data: bytes | str) -> AnyEvent:
     return event_decoder.decode(data)
 
 
-def is_lifecycle(event: Event) -> bool:
-    """Lifecycle events are never dropped or coalesced; progress events may be (latest wins)."""
-    return not isinstance(event, ProgressEvent)
+def supersedes(event: Event, previous: Event) -> bool:
+    """Whether a log may keep `event` in place of `previous`: progress replaces progress.
+
+    Logs keep every lifecycle event and, between two of them, only the latest
+    progress (its snapshot says where the execution is; the record keeps each
+    step's state), so a log's size depends on neither steps nor items.
+    """
+    return type(event) is ProgressEvent and type(previous) is ProgressEvent
+
+
+def status_of(record: ExecutionRecord, seq: int) -> StatusEvent:
+    """The `status` message for a record as it is now, numbered `seq`."""
+    return StatusEvent(
+        execution_id=record.execution_id,
+        seq=seq,
+        status=record.status,
+        pipeline=record.pipeline,
+        progress=record.progress,
+    )
+
+
+def apply_event(record: ExecutionRecord, event: Event) -> None:
+    """Fold one event into the record it belongs to: what every event means for a record."""
+    record.last_seq = event.seq
+    if type(event) is ProgressEvent:
+        record.progress = event.progress
+        if event.step is not None:
+            record.steps[event.step.index] = event.step
+    elif type(event) is StatusEvent:
+        record.status = event.status
+    elif type(event) is StartedEvent:
+        record.status = "running"
+        record.started_at = event.started_at
+        record.progress = event.progress
+    elif type(event) is CompletedEvent:
+        record.status = "completed"
+        record.finished_at = event.finished_at
+        record.progress = event.progress
+        record.outputs = event.outputs
+    elif type(event) is FailedEvent:
+        record.status = "failed"
+        record.finished_at = event.finished_at
+        record.error = event.error
+        if event.progress is not None:
+            record.progress = event.progress
+        _close_steps(record, "failed", event.finished_at)
+    elif type(event) is CancelledEvent:
+        record.status = "cancelled"
+        record.finished_at = event.finished_at
+        if event.progress is not None:
+            record.progress = event.progress
+        _close_steps(record, "cancelled", event.finished_at)
+
+
+def _close_steps(record: ExecutionRecord, status: str, at: datetime) -> None:
+    """A step still marked running when the execution ends shares the execution's fate."""
+    for i, step in enumerate(record.steps):
+        if step.status == "running":
+            duration = (at - step.started_at).total_seconds() if step.started_at else None
+            record.steps[i] = msgspec.structs.replace(
+                step, status=status, duration_seconds=duration
+            )

@@ -96,7 +96,9 @@ class StepHistory:
                 history.totals.appendleft((record.finished_at - record.started_at).total_seconds())
             history.expected_for = None
 
-    def expected(self, pipeline: str, step_names: list[str]) -> tuple[list[float], list[float]] | None:
+    def expected(
+        self, pipeline: str, step_names: list[str]
+    ) -> tuple[list[float], list[float]] | None:
         """Per-step median durations and, per step, the sum of the medians after it; or None."""
         with self._lock:
             history = self._pipelines.get(pipeline)

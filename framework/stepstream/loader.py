@@ -56,7 +56,9 @@ def load_pipelines(target: str) -> list[Pipeline]:
         drive_path, _, attribute = attribute.partition(":")
         module_part = f"{module_part}:{drive_path}"
     if not module_part:
-        raise LoadError(f"{target!r} names no file or module; expected FILE.py:pipeline or module:pipeline")
+        raise LoadError(
+            f"{target!r} names no file or module; expected FILE.py:pipeline or module:pipeline"
+        )
     module = _load_module(module_part)
     if attribute:
         try:

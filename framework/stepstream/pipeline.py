@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import math
 import os
@@ -164,7 +165,8 @@ class Pipeline:
         for p in params:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 raise PipelineDefinitionError(
-                    f"step {_describe(fn)} takes {'**' if p.kind == p.VAR_KEYWORD else '*'}{p.name}; "
+                    f"step {_describe(fn)} takes {'**' if p.kind == p.VAR_KEYWORD else '*'}"
+                    f"{p.name}; "
                     "steps take named parameters only"
                 )
         progress_params = [p.name for p in params if hints.get(p.name) is Progress]
@@ -176,9 +178,7 @@ class Pipeline:
         progress_param = progress_params[0] if progress_params else None
         others = [p for p in params if p.name != progress_param]
         if not self.steps:
-            self._inputs = [
-                InputField(p.name, hints.get(p.name, Any), p.default) for p in others
-            ]
+            self._inputs = [InputField(p.name, hints.get(p.name, Any), p.default) for p in others]
             self._input_schema = None
             value_param = None
         else:
@@ -238,24 +238,24 @@ class Pipeline:
         """The inputs as a JSON Schema object, for forms and for the server's OpenAPI."""
         if self._input_schema is None:
             self.check_runnable()
-            struct = msgspec.defstruct(
-                f"{self.name}_inputs",
-                [
-                    (f.name, f.type)
-                    if f.required
-                    else (f.name, f.type, msgspec.field(default=f.default))
-                    for f in self._inputs
-                ],
-                kw_only=True,
-            )
             try:
+                struct = msgspec.defstruct(
+                    f"{self.name}_inputs",
+                    [_schema_field(f) for f in self._inputs],
+                    kw_only=True,
+                )
                 schema = msgspec.json.schema(struct)
-            except (TypeError, ValueError):
-                schema = {"type": "object"}
+            except (TypeError, ValueError):  # a type JSON Schema cannot express
+                schema = {"type": "object", "properties": {f.name: {} for f in self._inputs}}
             defs = schema.pop("$defs", {})
             ref = schema.get("$ref", "")
             body = defs.pop(ref.rsplit("/", 1)[-1], schema) if ref else schema
             body.pop("title", None)
+            for f in self._inputs:
+                if not f.required and _mutable(f.default):
+                    body["properties"][f.name]["default"] = msgspec.to_builtins(
+                        f.default, enc_hook=repr
+                    )
             if defs:
                 body["$defs"] = defs
             self._input_schema = body
@@ -273,6 +273,23 @@ class Pipeline:
             f"{self.name}.run() starts its own event loop, and one is already running here; "
             f"in async code use `record = await stepstream.Engine().run({self.name}, inputs)`"
         )
+
+
+def _mutable(value: Any) -> bool:
+    return isinstance(value, list | dict | set | bytearray)
+
+
+def _schema_field(field: InputField) -> tuple[Any, ...]:
+    """A defstruct field; msgspec refuses mutable defaults, so those get a factory."""
+    if field.required:
+        return (field.name, field.type)
+    if _mutable(field.default):
+        return (
+            field.name,
+            field.type,
+            msgspec.field(default_factory=lambda value=field.default: copy.deepcopy(value)),
+        )
+    return (field.name, field.type, msgspec.field(default=field.default))
 
 
 def _type_label(tp: Any) -> str:

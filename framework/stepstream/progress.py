@@ -45,7 +45,7 @@ class Throttle:
             progress._check_at = -1
 
     def keep_fresh(self) -> Callable[[], None]:
-        """Poke once per interval from the running event loop; returns the function that stops it."""
+        """Poke once per interval from the running event loop; returns what stops it."""
         loop = asyncio.get_running_loop()
         period = max(self.interval, MIN_POKE_PERIOD)
         handle: asyncio.TimerHandle
@@ -79,9 +79,7 @@ class Progress:
         "done",
     )
 
-    def __init__(
-        self, emit: Callable[[Progress], None], throttle: Throttle | None = None
-    ) -> None:
+    def __init__(self, emit: Callable[[Progress], None], throttle: Throttle | None = None) -> None:
         self.done = 0
         self._total: int | None = None
         self._message: str | None = None
@@ -101,7 +99,9 @@ class Progress:
 
     @total.setter
     def total(self, value: int | None) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
             raise ValueError(f"progress.total must be a non-negative int or None, got {value!r}")
         self._total = value
         self._tick()
@@ -165,6 +165,7 @@ class Progress:
             raise Cancelled("execution cancelled")
 
     def _finish(self) -> None:
-        """Emit the step's final counts, if it reported any."""
+        """The step ended: stop being the throttle's current handle, emit the final counts."""
+        self._throttle.progress = None
         if self._reported:
             self._emit(self)

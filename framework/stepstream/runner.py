@@ -32,7 +32,9 @@ class StepFailed(Exception):
 class Job:
     """One execution's runtime handle: what to run and how to stop it."""
 
-    def __init__(self, execution_id: str, pipeline: Pipeline, inputs: dict[str, Any], interval: float) -> None:
+    def __init__(
+        self, execution_id: str, pipeline: Pipeline, inputs: dict[str, Any], interval: float
+    ) -> None:
         self.execution_id = execution_id
         self.pipeline = pipeline
         self.inputs = inputs
@@ -50,12 +52,16 @@ class Job:
             self.scope.cancel()
 
 
-def error_info(step: Step, exc: BaseException) -> ErrorInfo:
+def error_info(exc: BaseException, step: Step | None = None) -> ErrorInfo:
     """What a failed step's record says: its name, the exception type and message, the traceback."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = ""
     return ErrorInfo(
-        step=step.name,
+        step=step.name if step is not None else None,
         type=type(exc).__qualname__,
-        message=str(exc) or type(exc).__qualname__,
+        message=message or type(exc).__qualname__,
         traceback="".join(traceback.format_exception(exc)),
     )
 
@@ -67,10 +73,10 @@ class Runner:
         self.hook = hook
 
     async def run(self, job: Job) -> tuple[Status, ErrorInfo | None]:
-        """Run `job` to its end; the final status and error also go to `execution_finished`."""
+        """Run `job` to its end; `execution_finished` fires exactly once, whatever happens."""
         hook = self.hook
         job.started = True
-        status: Status = "completed"
+        status: Status = "cancelled"
         error: ErrorInfo | None = None
         stop_poking = job.throttle.keep_fresh()
         try:
@@ -82,27 +88,22 @@ class Runner:
                 if job.throttle.cancelled:
                     scope.cancel()
                 job.outputs = await self._run_steps(job)
-            if scope.cancelled_caught:
-                status = "cancelled"
+                status = "completed"
         except Cancelled:
-            status = "cancelled"
+            pass
         except StepFailed as failure:
             status, error, job.failure = "failed", failure.error, failure
-        except anyio.get_cancelled_exc_class():
-            hook.execution_finished(
-                execution_id=job.execution_id, status="cancelled", outputs=None, error=None
-            )
-            job.finished.set()
-            raise
+        except Exception as exc:  # ours, not a step's: the record must still end
+            status, error = "failed", error_info(exc)
         finally:
             job.scope = None
             stop_poking()
-        if status == "cancelled":
-            job.outputs = None
-        hook.execution_finished(
-            execution_id=job.execution_id, status=status, outputs=job.outputs, error=error
-        )
-        job.finished.set()
+            if status != "completed":
+                job.outputs = None
+            hook.execution_finished(
+                execution_id=job.execution_id, status=status, outputs=job.outputs, error=error
+            )
+            job.finished.set()
         return status, error
 
     async def _run_steps(self, job: Job) -> Any:
@@ -123,7 +124,9 @@ class Runner:
             index = stop
         return value
 
-    def _arguments(self, job: Job, step: Step, index: int, value: Any) -> tuple[dict[str, Any], Progress | None]:
+    def _arguments(
+        self, job: Job, step: Step, index: int, value: Any
+    ) -> tuple[dict[str, Any], Progress | None]:
         kwargs = dict(job.inputs) if index == 0 else {step.value_param: value}
         progress = None
         if step.progress_param is not None:
@@ -163,7 +166,9 @@ class Runner:
             if index and step.takes_value_only:
                 try:
                     value = step.fn(value)
-                except Exception as exc:
+                except Cancelled:
+                    raise
+                except BaseException as exc:  # SystemExit too: a step must not stop the server
                     self._fail(job, step, index, exc)
             else:
                 value = self._call_sync(job, step, index, value)
@@ -178,10 +183,9 @@ class Runner:
             value = step.fn(**kwargs)
         except Cancelled:
             raise
-        except Exception as exc:
+        except BaseException as exc:
             self._fail(job, step, index, exc)
         if progress is not None:
-            job.throttle.progress = None
             progress._finish()
         return value
 
@@ -193,19 +197,18 @@ class Runner:
         began = perf_counter()
         try:
             value = await step.fn(**kwargs)
-        except (Cancelled, anyio.get_cancelled_exc_class()):
+        except (Cancelled, KeyboardInterrupt, anyio.get_cancelled_exc_class()):
             raise
-        except Exception as exc:
+        except BaseException as exc:
             self._fail(job, step, index, exc)
         if progress is not None:
-            job.throttle.progress = None
             progress._finish()
         hook.step_done(
             execution_id=job.execution_id, step=step, index=index, duration=perf_counter() - began
         )
         return value
 
-    def _fail(self, job: Job, step: Step, index: int, exc: Exception) -> None:
-        error = error_info(step, exc)
+    def _fail(self, job: Job, step: Step, index: int, exc: BaseException) -> None:
+        error = error_info(exc, step)
         self.hook.step_failed(execution_id=job.execution_id, step=step, index=index, error=error)
         raise StepFailed(error, exc) from exc

@@ -37,6 +37,8 @@ from .events import (
     StatusEvent,
     StepState,
     StepStatus,
+    apply_event,
+    status_of,
 )
 from .history import StepHistory
 from .ids import new_execution_id
@@ -48,23 +50,61 @@ if TYPE_CHECKING:
     from .stores import ExecutionStore
 
 
+def _state_at(record: ExecutionRecord, log: list[Event], seq: int) -> StatusEvent:
+    """The status message of `record` as its log says it stood at `seq`."""
+    status, progress = "pending", None
+    for event in log:
+        progress = getattr(event, "progress", progress)
+        if isinstance(event, StatusEvent):
+            status = event.status
+        elif isinstance(event, StartedEvent):
+            status = "running"
+        elif not isinstance(event, ProgressEvent):
+            status = {CompletedEvent: "completed", FailedEvent: "failed"}.get(
+                type(event), "cancelled"
+            )
+    return StatusEvent(
+        execution_id=record.execution_id,
+        seq=seq,
+        status=status,
+        pipeline=record.pipeline,
+        progress=progress,
+    )
+
+
+def _step_left(expected: float, step_elapsed: float, fraction: float) -> float:
+    """The running step's time to go: its history, blended towards its own rate as items pass."""
+    if not fraction:
+        return max(0.0, expected - step_elapsed)
+    planned = expected * (1.0 - fraction)
+    live = step_elapsed * (1.0 - fraction) / fraction
+    return planned + (live - planned) * fraction
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
 def jsonable(value: Any) -> Any:
     """Outputs as JSON-ready builtins; what msgspec cannot encode becomes its repr."""
-    return msgspec.to_builtins(value, enc_hook=repr, str_keys=True)
+    try:
+        return msgspec.to_builtins(value, enc_hook=repr, str_keys=True)
+    except (TypeError, ValueError, OverflowError):  # e.g. tuple keys: convert by hand
+        if isinstance(value, dict):
+            return {k if isinstance(k, str) else repr(k): jsonable(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [jsonable(v) for v in value]
+        return repr(value)
 
 
 class _Active:
     """A not-yet-finished execution: its record, its subscribers and, if run here, its clocks."""
 
     __slots__ = (
-        "items_done",
-        "items_total",
         "expected",
         "expected_after",
+        "items_done",
+        "items_total",
         "names",
         "percentage",
         "record",
@@ -126,16 +166,11 @@ class Tracker:
         )
         with self._lock:
             active = self._active[record.execution_id] = _Active(record)
-            self._publish(
-                active,
-                StatusEvent(
-                    execution_id=record.execution_id,
-                    seq=1,
-                    status="pending",
-                    pipeline=pipeline.name,
-                    progress=None,
-                ),
-            )
+            try:
+                self._publish(active, status_of(record, seq=1))
+            except BaseException:
+                del self._active[record.execution_id]  # not kept, so it does not exist
+                raise
         return record
 
     def get(self, execution_id: str) -> ExecutionRecord:
@@ -186,20 +221,20 @@ class Tracker:
                 active.subscribers = (*active.subscribers, subscription)
         # Registered first, read second: whatever is published meanwhile is replayed or queued.
         last_seq = record.last_seq
-        if after is None:
+        if after is None:  # now, plus the end of a finished execution
             after = last_seq - 1 if record.finished else last_seq
-        after = max(0, min(after, last_seq))
-        replay = self.store.events(execution_id, after) if after < last_seq else []
-        subscription.begin(
-            StatusEvent(
-                execution_id=execution_id,
-                seq=after,
-                status=record.status,
-                pipeline=record.pipeline,
-                progress=record.progress,
-            ),
-            replay,
-        )
+            status = status_of(record, seq=after)
+            replay = self.store.events(execution_id, after) if record.finished else []
+        else:  # a resume: the status must not be ahead of the events replayed after it
+            after = max(0, min(after, last_seq))
+            log = self.store.events(execution_id, 0) if after < last_seq else []
+            replay = [e for e in log if e.seq > after]
+            status = (
+                _state_at(record, [e for e in log if e.seq <= after], after)
+                if replay
+                else status_of(record, seq=after)
+            )
+        subscription.begin(status, replay)
         if active is None and not replay:
             subscription.close()  # finished, and the caller saw its end: nothing more will come
         return subscription
@@ -242,13 +277,19 @@ class Tracker:
                 active = self._active[event.execution_id] = _Active(record)
             if event.seq <= active.record.last_seq:
                 return False
+            step = getattr(event, "step", None)
+            if step is not None and not 0 <= step.index < len(active.record.steps):
+                raise ValueError(
+                    f"event {event.seq} of {event.execution_id} names step {step.index}, "
+                    f"but the execution has {len(active.record.steps)} steps"
+                )
             self._publish(active, event)
             return True
 
     def _publish(self, active: _Active, event: Event) -> None:
         """Apply, store and fan out one event; the caller holds the lock."""
         record = active.record
-        _apply(record, event)
+        apply_event(record, event)
         self.store.append(record, event)
         if active.subscribers or self._watchers:
             self._fan_out(active, event)
@@ -258,7 +299,7 @@ class Tracker:
     def _publish_progress(
         self, active: _Active, progress: ProgressSnapshot, step: StepState | None = None
     ) -> None:
-        """`_publish` for a progress event made here: the per-step hot path, `_apply` inlined."""
+        """`_publish` for a progress event made here: the per-step path, `apply_event` inlined."""
         record = active.record
         seq = record.last_seq + 1
         event = ProgressEvent(
@@ -307,17 +348,13 @@ class Tracker:
         if done and step_elapsed > 0:
             rate = done / step_elapsed
         if percentage < 100.0:
-            live = elapsed * (100.0 - percentage) / percentage if percentage > 0.0 else None
             expected = active.expected
-            if expected is None:
-                eta = live
-            else:
-                planned = active.expected_after[index] + (
-                    expected[index] * (1.0 - fraction)
-                    if fraction
-                    else max(0.0, expected[index] - step_elapsed)
+            if expected is not None:
+                eta = active.expected_after[index] + _step_left(
+                    expected[index], step_elapsed, fraction
                 )
-                eta = planned if live is None else planned + (live - planned) * percentage / 100.0
+            elif percentage > 0.0:
+                eta = elapsed * (100.0 - percentage) / percentage
         return ProgressSnapshot(
             current_step=index,
             total_steps=active.step_count,
@@ -376,7 +413,9 @@ class Tracker:
         fraction = min(1.0, done / total) if total else 0.0
         active.items_done = done
         active.items_total = total
-        self._publish_progress(active, self._snapshot(active, index, fraction, done, total, message))
+        self._publish_progress(
+            active, self._snapshot(active, index, fraction, done, total, message)
+        )
 
     @hookimpl
     def step_done(self, execution_id: str, index: int, duration: float) -> None:
@@ -409,6 +448,46 @@ class Tracker:
             active.weight_done += active.weights[index]
         self._publish_progress(active, progress, state)
 
+    def _terminal_event(
+        self, active: _Active, status: Status, outputs: Any, error: ErrorInfo | None
+    ) -> Event:
+        execution_id = active.record.execution_id
+        seq = active.record.last_seq + 1
+        finished_at = _now()
+        progress = active.record.progress
+        if status == "completed":
+            last = active.step_count - 1
+            progress = msgspec.structs.replace(
+                progress or self._snapshot(active, last),
+                current_step=last,
+                current_step_name=active.names[last],
+                percentage=100.0,
+                eta_seconds=0.0,
+                elapsed_seconds=time.perf_counter() - active.started_clock,
+            )
+            return CompletedEvent(
+                execution_id=execution_id,
+                seq=seq,
+                finished_at=finished_at,
+                progress=progress,
+                outputs=jsonable(outputs),
+            )
+        if status == "failed":
+            return FailedEvent(
+                execution_id=execution_id,
+                seq=seq,
+                finished_at=finished_at,
+                error=error or ErrorInfo(message="execution failed"),
+                progress=progress,
+            )
+        return CancelledEvent(
+            execution_id=execution_id,
+            seq=seq,
+            finished_at=finished_at,
+            progress=progress,
+            reason=error.message if error else None,
+        )
+
     @hookimpl
     def execution_finished(
         self, execution_id: str, status: Status, outputs: Any, error: ErrorInfo | None
@@ -416,86 +495,19 @@ class Tracker:
         """Exactly one terminal event; the record leaves the live set."""
         with self._lock:
             active = self._active[execution_id]
-            seq = active.record.last_seq + 1
-            finished_at = _now()
-            progress = active.record.progress
-            event: Event
-            if status == "completed":
-                last = active.step_count - 1
-                progress = msgspec.structs.replace(
-                    progress or self._snapshot(active, last),
-                    current_step=last,
-                    current_step_name=active.names[last],
-                    percentage=100.0,
-                    eta_seconds=0.0,
-                    elapsed_seconds=time.perf_counter() - active.started_clock,
-                )
-                event = CompletedEvent(
-                    execution_id=execution_id,
-                    seq=seq,
-                    finished_at=finished_at,
-                    progress=progress,
-                    outputs=jsonable(outputs),
-                )
-            elif status == "failed":
+            try:
+                event = self._terminal_event(active, status, outputs, error)
+            except Exception as exc:  # the record must end even if its outputs cannot
                 event = FailedEvent(
                     execution_id=execution_id,
-                    seq=seq,
-                    finished_at=finished_at,
-                    error=error or ErrorInfo(message="execution failed"),
-                    progress=progress,
-                )
-            else:
-                event = CancelledEvent(
-                    execution_id=execution_id,
-                    seq=seq,
-                    finished_at=finished_at,
-                    progress=progress,
-                    reason=error.message if error else None,
+                    seq=active.record.last_seq + 1,
+                    finished_at=_now(),
+                    error=ErrorInfo(
+                        type=type(exc).__qualname__,
+                        message=f"the execution ended {status} but could not be recorded: {exc}",
+                    ),
+                    progress=active.record.progress,
                 )
             self._publish(active, event)
-            if status == "completed":
+            if active.record.status == "completed":
                 self.history.add(active.record)
-
-
-def _apply(record: ExecutionRecord, event: Event) -> None:
-    """Fold one event into the record it belongs to."""
-    record.last_seq = event.seq
-    if type(event) is ProgressEvent:
-        record.progress = event.progress
-        if event.step is not None:
-            record.steps[event.step.index] = event.step
-    elif type(event) is StatusEvent:
-        record.status = event.status
-    elif type(event) is StartedEvent:
-        record.status = "running"
-        record.started_at = event.started_at
-        record.progress = event.progress
-    elif type(event) is CompletedEvent:
-        record.status = "completed"
-        record.finished_at = event.finished_at
-        record.progress = event.progress
-        record.outputs = event.outputs
-    elif type(event) is FailedEvent:
-        record.status = "failed"
-        record.finished_at = event.finished_at
-        record.error = event.error
-        if event.progress is not None:
-            record.progress = event.progress
-        _close_steps(record, "failed", event.finished_at)
-    elif type(event) is CancelledEvent:
-        record.status = "cancelled"
-        record.finished_at = event.finished_at
-        if event.progress is not None:
-            record.progress = event.progress
-        _close_steps(record, "cancelled", event.finished_at)
-
-
-def _close_steps(record: ExecutionRecord, status: str, at: datetime) -> None:
-    """A step still marked running when the execution ends shares the execution's fate."""
-    for i, step in enumerate(record.steps):
-        if step.status == "running":
-            duration = (at - step.started_at).total_seconds() if step.started_at else None
-            record.steps[i] = msgspec.structs.replace(
-                step, status=status, duration_seconds=duration
-            )

@@ -156,7 +156,10 @@ async def test_resume_after_a_finished_run_replays_exactly_the_missing_events(se
             messages, code = await server.read_to_close(ws)
         assert code == 1000
         assert messages[0]["type"] == "status"
-        assert messages[0]["status"] == "completed"
+        # A resume's status is the execution as it stood at `after`, so nothing goes backwards.
+        assert messages[0]["status"] == _status_at(log, after)
+        percentages = [m["progress"]["percentage"] for m in messages if m.get("progress")]
+        assert percentages == sorted(percentages), f"after={after}: {percentages}"
         assert messages[1:] == [e for e in log if e["seq"] > after], f"after={after}"
         assert messages[1:] == server.events(execution_id, after=after)
         check_stream(messages, execution_id)
@@ -232,3 +235,15 @@ def test_the_seeds_websocket_client_example_works(server: Any) -> None:
     ws.close()
     assert seen[0] == "status"
     assert seen[-1] == "completed"
+
+
+def _status_at(log: list[dict[str, Any]], after: int) -> str:
+    """The status a log says an execution had once its events up to `after` happened."""
+    status = "pending"
+    for event in log:
+        if event["seq"] > after:
+            break
+        status = {"status": event.get("status"), "started": "running", "progress": status}.get(
+            event["type"], event["type"]
+        )
+    return status

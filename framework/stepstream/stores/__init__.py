@@ -93,7 +93,9 @@ def open_store(url: str, plugins: PluginManager) -> ExecutionStore:
     """Open the store a URL names, e.g. `memory://` or `sqlite:///var/stepstream.db`."""
     scheme, sep, _ = url.partition("://")
     if not sep:
-        raise StoreError(f"store URL {url!r} has no scheme; use e.g. memory:// or sqlite:///path.db")
+        raise StoreError(
+            f"store URL {url!r} has no scheme; use e.g. memory:// or sqlite:///path.db"
+        )
     schemes = store_schemes(plugins)
     store_class = schemes.get(scheme)
     if store_class is None:

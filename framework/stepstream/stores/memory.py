@@ -6,17 +6,13 @@ import bisect
 import threading
 import time
 
-from ..events import Event, ExecutionRecord, ProgressEvent, Status
+from ..events import Event, ExecutionRecord, Status, supersedes
 from ..plugins import hookimpl
 from . import step_durations_of
 
 
 class MemoryStore:
-    """Records and event logs in dicts; logs keep every lifecycle event and step transition.
-
-    A progress event without a step transition is superseded by the next progress
-    event of its execution (latest wins), so a log grows with steps, not with items.
-    """
+    """Records and event logs in dicts; a log keeps what `events.supersedes` does not drop."""
 
     seq_headroom = 0
 
@@ -32,7 +28,7 @@ class MemoryStore:
         return cls()
 
     def append(self, record: ExecutionRecord, event: Event) -> None:
-        """Keep the event, dropping a plain progress event it supersedes."""
+        """Keep the event, dropping the progress event it supersedes."""
         log = self._logs.get(record.execution_id)
         if log is None:
             with self._lock:
@@ -40,7 +36,7 @@ class MemoryStore:
                 self._logs[record.execution_id] = [event]
                 bisect.insort(self._ids, record.execution_id)
             return
-        if type(event) is ProgressEvent and _is_plain_progress(log[-1]):
+        if supersedes(event, log[-1]):
             log[-1] = event
         else:
             log.append(event)
@@ -70,7 +66,9 @@ class MemoryStore:
             ids = self._ids[:end]
         page: list[ExecutionRecord] = []
         for execution_id in reversed(ids):
-            record = self._records[execution_id]
+            record = self._records.get(execution_id)
+            if record is None:  # pruned meanwhile
+                continue
             if status is not None and record.status != status:
                 continue
             if pipeline is not None and record.pipeline != pipeline:
@@ -113,10 +111,6 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
-
-
-def _is_plain_progress(event: Event) -> bool:
-    return type(event) is ProgressEvent and event.step is None
 
 
 @hookimpl
