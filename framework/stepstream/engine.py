@@ -39,8 +39,9 @@ class Engine:
 
     Inside the context, `submit` queues executions that start first in, first out,
     at most `max_concurrent` at a time. On exit, running executions are cancelled
-    so their records end `cancelled`; queued ones stay `pending` for a durable
-    store to start again.
+    and their records end `cancelled` (a sync step that never calls its Progress
+    handle runs to its end first, and its execution may still complete); queued
+    ones stay `pending` for a durable store to start again.
     """
 
     def __init__(

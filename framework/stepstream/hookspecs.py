@@ -65,7 +65,11 @@ def step_failed(execution_id: str, step: Step, index: int, error: ErrorInfo) -> 
 def execution_finished(
     execution_id: str, status: Status, outputs: Any, error: ErrorInfo | None
 ) -> None:
-    """The execution ended `completed`, `failed` or `cancelled`; fires exactly once per start."""
+    """The execution ended `completed`, `failed` or `cancelled`.
+
+    Fires once per execution this process ends: after it ran, or when it was
+    cancelled while still queued (then without `execution_started` before it).
+    """
 
 
 @hookspec
