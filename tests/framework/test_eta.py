@@ -7,7 +7,7 @@ import time
 import pytest
 
 from stepstream import Engine, Pipeline
-from stepstream.events import ProgressEvent
+from stepstream.events import StartedEvent
 
 STEP_SECONDS = (0.3, 0.6, 0.3)
 
@@ -79,5 +79,6 @@ async def test_history_survives_a_new_engine_on_the_same_store(tmp_path) -> None
     record = await second.run(pipeline)
     events = second.tracker.events(record.execution_id)
     second.tracker.store.close()
-    step_started = next(e for e in events if isinstance(e, ProgressEvent) and e.step)
-    assert step_started.progress.eta_seconds == pytest.approx(sum(STEP_SECONDS), rel=0.3)
+    started = events[1]
+    assert isinstance(started, StartedEvent)
+    assert started.progress.eta_seconds == pytest.approx(sum(STEP_SECONDS), rel=0.3)

@@ -1,22 +1,40 @@
 """The SQLite store: records and event logs kept in one file, written by one background thread.
 
-`append` runs on the producing thread under the tracker's lock and only queues:
-each execution's not-yet-written events (a plain progress event superseded by
-the next progress event is dropped, latest wins) and a snapshot of its record.
-A writer thread commits what is queued every `flush_interval` seconds, or sooner
-when much is queued, in one transaction (WAL mode, synchronous=NORMAL). Until it
-is committed, the queued tail of an execution is an overlay that every read
-merges with the file, so reads are always current and never repeat or skip an
-event.
+Who calls `append`: the tracker, from whichever thread produces an execution's
+events (the event loop, or a runner's worker thread for sync steps), with no
+tracker lock held for per-step events. Each execution has one producer at a
+time, but different executions may append concurrently from different threads;
+`append` does all its work under this store's lock, so that is safe, and it only
+queues: it never encodes or touches the disk, and copies a record only to start a
+tail (once per execution per flush).
 
-Events are stored in chunks: one row per execution per flush (at most
-`CHUNK_EVENTS` events, a JSON array), so a pipeline of many short steps costs
-one row per flush, not one per event. A chunk holding only a plain progress
-event is replaced by the next chunk that supersedes it, so a long step leaves
-one progress row, not one per flush.
+Queued per execution (its "tail"): the events not yet written, coalesced by
+`events.supersedes` exactly as the memory store's log is (every lifecycle event
+and, between two of them, only the latest progress event), and a private copy of
+its record, made once when the tail is created and then kept current by folding
+each event into it with `events.apply_event` (exact: the tracker changes records
+only through events). A writer thread commits the queued tails every
+`flush_interval` seconds, or sooner when much is queued, in one transaction (WAL
+mode, synchronous=NORMAL). Until it is committed, a tail is an overlay that every
+read merges with the file, so reads are always current and never repeat or skip
+an event.
 
-`events` returns a lifecycle event only once it is committed: when the
-requested range holds a queued lifecycle event, it waits for a flush first.
+Events are stored in chunks: one row per execution per flush (a JSON array), so
+the file grows with lifecycle events and flushes, not with steps or items. A
+chunk holding only an event that the next flush's first event supersedes (a lone
+progress event) is replaced by it, so a long step leaves one progress row, not
+one per flush.
+
+`events` returns a lifecycle event once it is committed: when the requested range
+holds a queued lifecycle event, it waits for a flush first. If that flush fails
+(the writer cannot write, e.g. the disk is full), it logs a warning and returns
+the queued events anyway, so a replay may then include a lifecycle event that is
+not yet committed and that a crash before the writer recovers would lose.
+
+Waiting (`flush`, and `append` when an execution runs `seq_headroom` events ahead
+of the file) never holds the store lock: it waits on a condition, which releases
+it, so appends and the writer go on meanwhile. Pruning deletes in small
+transactions and lets the writer commit between them.
 
 One process owns a file at a time: an exclusive `flock` on `PATH.lock` is
 held while the store is open, so a second process gets a StoreError naming
@@ -32,6 +50,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -43,13 +63,13 @@ from ..events import (
     AnyEvent,
     Event,
     ExecutionRecord,
-    ProgressEvent,
     Status,
+    apply_event,
     encode,
     record_decoder,
+    supersedes,
 )
 from ..plugins import hookimpl
-from . import step_durations_of
 
 log = logging.getLogger("stepstream.stores.sqlite")
 
@@ -79,58 +99,53 @@ CREATE TABLE events (
 );
 """
 TABLES = frozenset({"executions", "events"})
-CHUNK_EVENTS = 256
+READERS_KEPT = 4  # idle read connections kept for reuse; more are opened while threads need them
+PRUNE_BATCH = 500  # executions deleted per transaction, so the writer's flushes interleave
 
 chunk_decoder = msgspec.json.Decoder(list[AnyEvent])
+
+
+class _StepTime(msgspec.Struct):
+    """What step history needs of a stored step; decoding skips the other fields."""
+
+    name: str
+    status: str
+    duration_seconds: float | None = None
+
+
+steps_decoder = msgspec.json.Decoder(list[_StepTime])
 
 _open_stores: set[SqliteStore] = set()
 
 
-def _plain(event: Event) -> bool:
-    """A progress event without a step transition: the only kind that may be coalesced."""
-    return type(event) is ProgressEvent and event.step is None
-
-
-def _supersedes(event: Event, previous: Event) -> bool:
-    """The next progress event of an execution replaces a plain one, as in the memory store."""
-    return type(event) is ProgressEvent and _plain(previous)
-
-
 def _snapshot(record: ExecutionRecord) -> ExecutionRecord:
-    """A copy the tracker will not mutate: it replaces fields and steps, never edits them."""
+    """A copy that later appends will not change: they replace fields and steps, never edit them."""
     return msgspec.structs.replace(record, steps=list(record.steps))
 
 
 def _coalesce(events: list[Event]) -> list[Event]:
-    """Drop every plain progress event that a following one supersedes, as the log itself does."""
+    """Drop every event that the following one supersedes, as the log itself does."""
     return [
         e
         for i, e in enumerate(events)
-        if not (i + 1 < len(events) and _supersedes(events[i + 1], e))
+        if not (i + 1 < len(events) and supersedes(events[i + 1], e))
     ]
 
 
 class _Tail:
-    """One execution's queued, not yet committed state: its events and its latest record.
+    """One execution's queued, not yet committed state: its events and its current record.
 
-    `steps` is this tail's own copy of the record's steps, kept current from the step
-    events themselves, so queuing an event never copies every step of a long pipeline.
+    `record` is the tail's own copy (steps included), made once when the tail is
+    created and then kept current by folding each event into it. `limit` is the
+    seq from which `append` checks again that the writer keeps up.
     """
 
-    __slots__ = ("events", "record", "steps")
+    __slots__ = ("events", "limit", "record")
 
-    def __init__(self, record: ExecutionRecord) -> None:
-        self.steps = list(record.steps)
-        self.record = msgspec.structs.replace(record, steps=self.steps)
+    def __init__(self, record: ExecutionRecord, limit: int) -> None:
+        self.record = _snapshot(record)
         self.events: list[Event] = []
-
-    def update(self, record: ExecutionRecord, event: Event) -> None:
-        """Take the record's state after `event`; only step and terminal events change steps."""
-        if type(event) is ProgressEvent and event.step is not None:
-            self.steps[event.step.index] = event.step
-        elif isinstance(event, TERMINAL_EVENTS):
-            self.steps[:] = record.steps
-        self.record = msgspec.structs.replace(record, steps=self.steps)
+        self.limit = limit
 
 
 class SqliteStore:
@@ -146,21 +161,25 @@ class SqliteStore:
         self.path = os.path.abspath(os.fspath(path))
         self.flush_interval = flush_interval
         self.batch_size = batch_size
-        self._lock = threading.Lock()
-        self._done = threading.Condition(self._lock)
+        self._lock = threading.Lock()  # the queue and the writer's progress
+        self._done = threading.Condition(self._lock)  # notified after every write attempt
         self._work = threading.Event()
         self._urgent = threading.Event()
+        self._file_lock = threading.Lock()  # one transaction at a time: a flush or a prune batch
+        self._readers_lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
         self._pending: dict[str, _Tail] = {}
         self._inflight: dict[str, _Tail] = {}
         self._queued = 0
         self._durable: dict[str, int] = {}
-        self._progress_rows: dict[str, int] = {}
+        self._lone: dict[
+            str, Event
+        ] = {}  # writer only: the event alone in an execution's last chunk
         self._swaps = self._attempts = self._written = 0
         self._failure: str | None = None
         self._stopping = False
+        self._stopped = False  # the writer thread has returned
         self._closed = False
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
         self._lock_fd = _take_lock(self.path)
         try:
             self._writer = _open_writer(self.path)
@@ -188,29 +207,32 @@ class SqliteStore:
     # -- writing ----------------------------------------------------------------
 
     def append(self, record: ExecutionRecord, event: Event) -> None:
-        """Queue the event and a snapshot of its record; never touches the disk."""
+        """Queue the event and fold it into the queued record: no copy, no encoding, no disk.
+
+        Safe from any thread; appends of one execution must come in seq order (one
+        producer at a time), appends of different executions may run concurrently.
+        """
         execution_id = record.execution_id
         with self._lock:
             if self._closed:
                 raise StoreError(
                     f"store {self.path} is closed; event {event.seq} of {execution_id} was not kept"
                 )
-            durable = self._durable.get(execution_id)
-            if durable is None:
-                self._durable[execution_id] = event.seq - 1
-            elif event.seq - durable >= self.seq_headroom:
-                self._wait_for_writer(execution_id, event.seq)
             tail = self._pending.get(execution_id)
-            if tail is None:
-                tail = self._pending[execution_id] = _Tail(record)
+            if tail is not None and event.seq < tail.limit:
+                apply_event(tail.record, event)
             else:
-                tail.update(record, event)
+                limit = self._limit(execution_id, event.seq)  # may wait, releasing the lock
+                tail = self._pending.get(execution_id)
+                if tail is None:
+                    tail = self._pending[execution_id] = _Tail(record, limit)
+                else:
+                    tail.limit = limit
+                    apply_event(tail.record, event)
             events = tail.events
-            if type(event) is ProgressEvent and events:
-                last = events[-1]
-                if type(last) is ProgressEvent and last.step is None:
-                    events[-1] = event
-                    return
+            if events and supersedes(event, events[-1]):
+                events[-1] = event
+                return
             events.append(event)
             self._queued += 1
             if self._queued == 1:
@@ -218,28 +240,42 @@ class SqliteStore:
             elif self._queued == self.batch_size:
                 self._urgent.set()
 
-    def _wait_for_writer(self, execution_id: str, seq: int) -> None:
-        """Hold an execution `seq_headroom` events ahead of the file until the writer catches up."""
-        while (
-            seq - self._durable.get(execution_id, seq - 1) >= self.seq_headroom
-            and self._failure is None
-        ):
+    def _limit(self, execution_id: str, seq: int) -> int:
+        """The seq from which to check on the writer again; first waits while `seq` runs
+        `seq_headroom` past what is committed (unless the writer is failing or gone)."""
+        durable = self._durable.get(execution_id)
+        if durable is None:
+            durable = self._durable[execution_id] = seq - 1
+        while seq - durable >= self.seq_headroom and self._failure is None and not self._stopped:
             self._urgent.set()
             self._work.set()
-            self._done.wait(0.1)
+            self._done.wait()
+            durable = self._durable.get(execution_id, seq - 1)
+        if self._closed:
+            raise StoreError(
+                f"store {self.path} is closed; event {seq} of {execution_id} was not kept"
+            )
+        return max(durable + self.seq_headroom, seq + 1)
 
     def flush(self) -> None:
-        """Return once everything appended before the call is committed; StoreError if it cannot."""
+        """Return once everything appended before the call is committed; StoreError if it cannot.
+
+        It waits on a condition (the lock is released), so appends go on meanwhile.
+        """
         with self._lock:
             if self._closed or not (self._pending or self._inflight):
                 return
             target = self._swaps + (1 if self._pending else 0)
             self._urgent.set()
             self._work.set()
-            while self._attempts < target or (self._written < target and self._failure is None):
+            while not self._stopped and (
+                self._attempts < target or (self._written < target and self._failure is None)
+            ):
                 self._done.wait()
             if self._written < target:
-                raise StoreError(f"cannot write to store {self.path}: {self._failure}")
+                raise StoreError(
+                    f"cannot write to store {self.path}: {self._failure or 'it was closed'}"
+                )
 
     def _run(self) -> None:
         """The writer thread: swap the queue out, commit it, repeat until closed."""
@@ -271,8 +307,9 @@ class SqliteStore:
                 else:
                     self._failure = failure
                     self._requeue(batch)
+                self._stopped = stopping and (failure is not None or not self._pending)
                 self._done.notify_all()
-                if stopping and (failure is not None or not self._pending):
+                if self._stopped:
                     return
             if failure is not None:
                 time.sleep(min(1.0, self.flush_interval * 20))
@@ -283,88 +320,109 @@ class SqliteStore:
             newer = self._pending.get(execution_id)
             if newer is not None:
                 tail.events = _coalesce(tail.events + newer.events)
-                tail.steps, tail.record = newer.steps, newer.record
-            self._queued += len(tail.events)
+                tail.record, tail.limit = newer.record, newer.limit
         self._pending = {**batch, **{k: v for k, v in self._pending.items() if k not in batch}}
+        self._queued = sum(len(t.events) for t in self._pending.values())
         self._work.set()
 
     def _write(self, batch: dict[str, _Tail]) -> str | None:
         """Commit one batch in one transaction; the reason when it failed."""
-        chunks: list[tuple[str, int, int, bytes]] = []
-        records: list[tuple[str, str, str, float | None, bytes]] = []
-        replaced: list[tuple[str, int]] = []
-        progress_rows: dict[str, int | None] = {}
-        for execution_id, tail in batch.items():
-            events = tail.events
-            stored = self._progress_rows.get(execution_id)
-            if stored is not None and type(events[0]) is ProgressEvent:
-                replaced.append((execution_id, stored))
-            for i in range(0, len(events), CHUNK_EVENTS):
-                chunk = events[i : i + CHUNK_EVENTS]
-                chunks.append((execution_id, chunk[0].seq, chunk[-1].seq, encode(chunk)))
-            last = events[-1]
-            progress_rows[execution_id] = last.seq if len(chunk) == 1 and _plain(last) else None
-            record = tail.record
-            finished = (
-                record.finished_at.timestamp() if record.finished and record.finished_at else None
-            )
-            records.append((execution_id, record.pipeline, record.status, finished, encode(record)))
-        conn = self._writer
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("DELETE FROM events WHERE execution_id = ? AND last_seq = ?", replaced)
-            conn.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?)", chunks)
-            conn.executemany(
-                "INSERT INTO executions VALUES (?, ?, ?, ?, ?) ON CONFLICT (execution_id) "
-                "DO UPDATE SET status = excluded.status, finished_at = excluded.finished_at, "
-                "record = excluded.record",
-                records,
-            )
-            conn.execute("COMMIT")
+            lone = self._commit(batch)
         except Exception as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             log.error(
                 "could not write %d executions to %s: %s; retrying", len(batch), self.path, exc
             )
             return str(exc) or type(exc).__name__
-        for execution_id, seq in progress_rows.items():
-            if seq is None:
-                self._progress_rows.pop(execution_id, None)
+        for execution_id, event in lone.items():
+            if event is None:
+                self._lone.pop(execution_id, None)
             else:
-                self._progress_rows[execution_id] = seq
+                self._lone[execution_id] = event
         return None
+
+    def _commit(self, batch: dict[str, _Tail]) -> dict[str, Event | None]:
+        """Encode the batch, then write it: one chunk and one record per execution."""
+        chunks: list[tuple[str, int, int, bytes]] = []
+        records: list[tuple[str, str, str, float | None, bytes]] = []
+        replaced: list[tuple[str, int]] = []
+        lone: dict[str, Event | None] = {}
+        for execution_id, tail in batch.items():
+            events = tail.events
+            previous = self._lone.get(execution_id)
+            if previous is not None and supersedes(events[0], previous):
+                replaced.append((execution_id, previous.seq))
+            chunks.append((execution_id, events[0].seq, events[-1].seq, encode(events)))
+            record = tail.record
+            finished = (
+                record.finished_at.timestamp() if record.finished and record.finished_at else None
+            )
+            lone[execution_id] = events[0] if len(events) == 1 and not record.finished else None
+            records.append((execution_id, record.pipeline, record.status, finished, encode(record)))
+        conn = self._writer
+        with self._file_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "DELETE FROM events WHERE execution_id = ? AND last_seq = ?", replaced
+                )
+                conn.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?)", chunks)
+                conn.executemany(
+                    "INSERT INTO executions VALUES (?, ?, ?, ?, ?) ON CONFLICT (execution_id) "
+                    "DO UPDATE SET status = excluded.status, finished_at = excluded.finished_at, "
+                    "record = excluded.record",
+                    records,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+        return lone
 
     # -- reading ----------------------------------------------------------------
 
-    def _reader(self) -> sqlite3.Connection:
-        """This thread's read connection: reads never wait on the writer's transaction."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A pooled read connection (reads never wait on the writer), returned after use."""
+        with self._readers_lock:
             if self._closed:
                 raise StoreError(f"store {self.path} is closed")
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("PRAGMA query_only = ON")
-            with self._lock:
-                self._readers.append(conn)
-            self._local.conn = conn
-        return conn
+            try:
+                conn.execute("PRAGMA busy_timeout = 5000")
+                conn.execute("PRAGMA query_only = ON")
+            except sqlite3.Error:
+                conn.close()
+                raise
+        try:
+            yield conn
+        finally:
+            with self._readers_lock:
+                kept = not self._closed and len(self._idle) < READERS_KEPT
+                if kept:
+                    self._idle.append(conn)
+            if not kept:
+                conn.close()
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        if self._closed:
-            raise StoreError(f"store {self.path} is closed")
         try:
-            return self._reader().execute(sql, params).fetchall()
+            with self._reader() as conn:
+                return conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read store {self.path}: {exc}") from exc
 
-    def _overlay(self) -> dict[str, ExecutionRecord]:
-        """Copies of the newest queued record of every execution with uncommitted changes."""
+    def _overlay(
+        self, wanted: Callable[[ExecutionRecord], bool]
+    ) -> tuple[set[str], dict[str, ExecutionRecord]]:
+        """The ids of every execution with queued changes, and copies of the queued records
+        that `wanted` accepts: reads take these instead of what the file holds."""
         with self._lock:
-            records = {k: t.record for k, t in self._inflight.items()}
-            records.update((k, t.record) for k, t in self._pending.items())
-            return {k: _snapshot(r) for k, r in records.items()}
+            tails = {**self._inflight, **self._pending}
+            return set(tails), {
+                k: _snapshot(t.record) for k, t in tails.items() if wanted(t.record)
+            }
 
     def get(self, execution_id: str) -> ExecutionRecord | None:
         """A fresh copy of the record, queued changes included."""
@@ -376,7 +434,13 @@ class SqliteStore:
         return record_decoder.decode(rows[0][0]) if rows else None
 
     def events(self, execution_id: str, after: int = 0) -> list[Event]:
-        """Written and queued events with `seq > after`, in order; lifecycle ones written first."""
+        """Written and queued events with `seq > after`, in order; lifecycle ones written first.
+
+        When the range holds a queued lifecycle event this waits for a flush, so it may
+        block (off the event loop, please) while the writer is busy or failing; if that
+        flush fails, it logs a warning and returns the queued events anyway, so a
+        lifecycle event in the result may not be committed yet.
+        """
         return self._events(execution_id, after, wait=True)
 
     def _events(self, execution_id: str, after: int, wait: bool) -> list[Event]:
@@ -412,7 +476,13 @@ class SqliteStore:
         before: str | None = None,
     ) -> list[ExecutionRecord]:
         """Newest first by id (creation order), filtered, from just before the `before` id."""
-        overlay = self._overlay()
+        queued, found = self._overlay(
+            lambda r: (
+                (status is None or r.status == status)
+                and (pipeline is None or r.pipeline == pipeline)
+                and (before is None or r.execution_id < before)
+            )
+        )
         where, params = [], []
         for column, value in (("status", status), ("pipeline", pipeline)):
             if value is not None:
@@ -425,72 +495,105 @@ class SqliteStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY execution_id DESC LIMIT ?"
-        rows = self._query(sql, (*params, limit + len(overlay)))
-        page = {eid: data for eid, data in rows if eid not in overlay}
-        found = {
-            eid: r
-            for eid, r in overlay.items()
-            if (status is None or r.status == status)
-            and (pipeline is None or r.pipeline == pipeline)
-            and (before is None or eid < before)
-        }
+        rows = self._query(sql, (*params, limit + len(queued)))
+        page = {eid: data for eid, data in rows if eid not in queued}
         ids = sorted({*page, *found}, reverse=True)[:limit]
         return [found[i] if i in found else record_decoder.decode(page[i]) for i in ids]
 
     def unfinished(self) -> list[ExecutionRecord]:
         """`pending` and `running` records, oldest first."""
-        overlay = self._overlay()
+        queued, found = self._overlay(lambda r: not r.finished)
         rows = self._query(
             "SELECT execution_id, record FROM executions WHERE status IN ('pending', 'running') "
             "ORDER BY execution_id"
         )
-        records = {eid: record_decoder.decode(data) for eid, data in rows if eid not in overlay}
-        records.update((eid, r) for eid, r in overlay.items() if not r.finished)
+        records = {eid: record_decoder.decode(data) for eid, data in rows if eid not in queued}
+        records.update(found)
         return [records[i] for i in sorted(records)]
 
     def step_durations(self, pipeline: str, limit: int = 20) -> dict[str, list[float]]:
-        """Durations of each step over the last `limit` completed executions, newest first."""
-        return step_durations_of(self.list(status="completed", pipeline=pipeline, limit=limit))
+        """Durations of each step over the last `limit` completed executions, newest first.
+
+        Only the step lists are read (SQLite extracts them), not inputs or outputs.
+        """
+        queued, found = self._overlay(lambda r: r.status == "completed" and r.pipeline == pipeline)
+        rows = self._query(
+            "SELECT execution_id, json_extract(CAST(record AS TEXT), '$.steps') FROM executions "
+            "WHERE pipeline = ? AND status = 'completed' ORDER BY execution_id DESC LIMIT ?",
+            (pipeline, limit + len(queued)),
+        )
+        stored = {eid: steps for eid, steps in rows if eid not in queued}
+        durations: dict[str, list[float]] = {}
+        for eid in sorted({*stored, *found}, reverse=True)[:limit]:
+            steps = found[eid].steps if eid in found else steps_decoder.decode(stored[eid])
+            for step in steps:
+                if step.status == "completed" and step.duration_seconds is not None:
+                    durations.setdefault(step.name, []).append(step.duration_seconds)
+        return durations
+
+    # -- pruning and closing -----------------------------------------------------
 
     def prune(self, keep_count: int | None = None, keep_age_seconds: float | None = None) -> int:
         """Delete finished executions past the newest `keep_count` or older than the age; count.
 
-        It writes on the calling thread, so call it off the event loop (a background thread).
+        It deletes `PRUNE_BATCH` executions per transaction and lets the writer commit
+        between two, so appends and flushes go on; it blocks, so call it off the event loop.
         """
         if keep_count is None and keep_age_seconds is None:
             return 0
         self.flush()  # count the executions that finished but are still queued
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("BEGIN IMMEDIATE")
-            doomed: set[str] = set()
-            if keep_count is not None:
-                doomed.update(
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT execution_id FROM executions WHERE finished_at IS NOT NULL "
-                        "ORDER BY execution_id DESC LIMIT -1 OFFSET ?",
-                        (max(0, keep_count),),
-                    )
+        doomed: set[str] = set()
+        if keep_count is not None:
+            doomed.update(
+                r[0]
+                for r in self._query(
+                    "SELECT execution_id FROM executions WHERE finished_at IS NOT NULL "
+                    "ORDER BY execution_id DESC LIMIT -1 OFFSET ?",
+                    (max(0, keep_count),),
                 )
-            if keep_age_seconds is not None:
-                doomed.update(
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT execution_id FROM executions WHERE finished_at < ?",
-                        (time.time() - keep_age_seconds,),
-                    )
+            )
+        if keep_age_seconds is not None:
+            doomed.update(
+                r[0]
+                for r in self._query(
+                    "SELECT execution_id FROM executions WHERE finished_at < ?",
+                    (time.time() - keep_age_seconds,),
                 )
-            ids = [(i,) for i in doomed]
-            conn.executemany("DELETE FROM events WHERE execution_id = ?", ids)
-            conn.executemany("DELETE FROM executions WHERE execution_id = ?", ids)
-            conn.execute("COMMIT")
-            return len(ids)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot prune store {self.path}: {exc}") from exc
-        finally:
-            conn.close()
+            )
+        ids = sorted(doomed)
+        deleted = 0
+        for start in range(0, len(ids), PRUNE_BATCH):
+            batch = [(i,) for i in ids[start : start + PRUNE_BATCH]]
+            with self._file_lock:
+                if self._closed:
+                    break
+                conn = self._writer
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.executemany("DELETE FROM events WHERE execution_id = ?", batch)
+                    conn.executemany("DELETE FROM executions WHERE execution_id = ?", batch)
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    _rollback(conn)
+                    raise StoreError(f"cannot prune store {self.path}: {exc}") from exc
+            deleted += len(batch)
+            self._let_writer_in()
+        return deleted
+
+    def _let_writer_in(self) -> None:
+        """Between prune batches: wait (lock released) for the writer to commit what is queued."""
+        with self._lock:
+            if not (self._pending or self._inflight) or self._failure is not None:
+                return
+            target = self._swaps + (1 if self._pending else 0)
+            self._urgent.set()
+            self._work.set()
+            deadline = time.monotonic() + 1.0
+            while self._attempts < target and not self._stopped:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._done.wait(remaining)
 
     def close(self) -> None:
         """Commit everything queued, stop the writer and release the file; safe to call twice."""
@@ -501,11 +604,14 @@ class SqliteStore:
             self._urgent.set()
             self._work.set()
         self._thread.join()
-        with self._lock:
+        with self._file_lock, self._lock:
+            if self._closed:
+                return
             self._closed = True
             lost = sum(len(t.events) for t in self._pending.values())
-            readers, self._readers = self._readers, []
-        for conn in (*readers, self._writer):
+        with self._readers_lock:
+            idle, self._idle = self._idle, []
+        for conn in (*idle, self._writer):
             conn.close()
         os.close(self._lock_fd)
         _open_stores.discard(self)
@@ -513,6 +619,15 @@ class SqliteStore:
             raise StoreError(
                 f"store {self.path} closed with {lost} events not written: {self._failure}"
             )
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """End a failed transaction; a rollback that fails too leaves nothing more to do."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rollback failed")
 
 
 def _take_lock(path: str) -> int:
