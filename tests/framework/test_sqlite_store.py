@@ -1068,3 +1068,25 @@ def test_a_second_process_on_the_same_file_is_refused_until_the_first_is_gone(
         SqliteStore(db)
     store.close()
     opened().close()
+
+
+def test_a_pruned_finished_record_is_gone_even_after_it_was_read(tmp_path) -> None:
+    """Finished records are cached for polls; pruning must not leave a stale copy behind."""
+    store = SqliteStore(tmp_path / "cache.db")
+    try:
+        engine = Engine(store=store, load_entrypoints=False)
+        pipeline = Pipeline("tiny")
+
+        @pipeline.step
+        def only() -> int:
+            return 1
+
+        ids = [anyio.run(engine.run, pipeline).execution_id for _ in range(3)]
+        store.flush()
+        assert all(store.get(i).status == "completed" for i in ids)
+        assert store.get(ids[0]) is store.get(ids[0])  # the decoded finished record is reused
+        assert store.prune(keep_count=1) == 2
+        assert [store.get(i) for i in ids[:2]] == [None, None]
+        assert store.get(ids[2]).status == "completed"
+    finally:
+        store.close()
