@@ -58,5 +58,20 @@ class ExecutionElsewhere(StepstreamError):
         )
 
 
+class SubscriptionOverflow(StepstreamError):
+    """A watcher's reader fell so far behind that its buffer filled; the watch has ended.
+
+    Nothing it was sent is wrong, but later events were dropped: read the executions
+    afresh (e.g. list them) and watch again.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"the subscriber fell more than {limit} events behind, so the subscription ended; "
+            "read the executions again and resubscribe"
+        )
+
+
 class StoreError(StepstreamError):
     """A store cannot be opened or used; the message names the URL or path."""

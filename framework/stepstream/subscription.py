@@ -3,23 +3,33 @@
 Each subscription buffers on its own, so a slow reader never slows the pipeline
 or another reader: lifecycle events queue in order and are never dropped, while
 progress events wait as one slot per execution that the newest one overwrites.
+One execution has at most three lifecycle events, so its buffer stays small; a
+watcher follows any number of executions, so its buffer has a bound, and a
+watcher that falls that far behind ends with SubscriptionOverflow instead of
+dropping lifecycle events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
 
+from .errors import SubscriptionOverflow
 from .events import TERMINAL_EVENTS, Event, ProgressEvent, StatusEvent
+
+WATCH_BUFFER = 10_000  # queued items a watcher may hold before it ends with SubscriptionOverflow
 
 
 class Subscription:
     """Async iterator over events; a single-execution one ends after the terminal event.
 
-    Without `execution_id` it follows every execution it is fed (a watcher).
+    Without `execution_id` it follows every execution it is fed (a watcher), holding
+    at most `WATCH_BUFFER` queued items. It may be made on any thread; it belongs to
+    the event loop that first reads it.
     """
 
     def __init__(
@@ -30,7 +40,6 @@ class Subscription:
     ) -> None:
         self.execution_id = execution_id
         self.status: StatusEvent | None = None
-        self._loop = asyncio.get_running_loop()
         self._lock = threading.Lock()
         self._queue: deque[Event | str] = deque()
         self._latest_progress: dict[str, ProgressEvent] = {}
@@ -39,7 +48,9 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self._unsubscribe: Callable[[Subscription], None] | None = unsubscribe
         self._single = execution_id is not None
+        self._limit = sys.maxsize if self._single else WATCH_BUFFER
         self._ended = False
+        self._overflow: SubscriptionOverflow | None = None
         self._replay: deque[Event] = deque()
 
     def begin(self, status: StatusEvent, replay: Iterable[Event]) -> None:
@@ -52,34 +63,64 @@ class Subscription:
         self._after = status.seq
         self._replay.extend(e for e in replay if e.seq > status.seq)
 
+    def seen(self, statuses: Iterable[StatusEvent]) -> None:
+        """Tell a watcher which statuses its reader was already sent; events they cover are dropped.
+
+        Call it before reading: subscribe first, then read the statuses, so an event
+        published in between is either covered by a status or delivered, never lost.
+        """
+        for status in statuses:
+            self._last_seq[status.execution_id] = status.seq
+
     def push(self, event: Event) -> None:
         """Queue a live event; safe from any thread, never blocks on the reader."""
         with self._lock:
+            if self._ended:
+                return
             if isinstance(event, ProgressEvent):
                 key = event.execution_id
-                if key not in self._latest_progress:
+                if key in self._latest_progress:
+                    self._latest_progress[key] = event
+                elif len(self._queue) < self._limit:
                     self._queue.append(key)
-                self._latest_progress[key] = event
-            else:
+                    self._latest_progress[key] = event
+                else:
+                    self._overflowed()
+            elif len(self._queue) < self._limit:
                 self._queue.append(event)
+            else:
+                self._overflowed()
             waiter = self._waiter
             self._waiter = None
         if waiter is not None:
             self._wake(waiter)
 
-    def _wake(self, waiter: asyncio.Future[None]) -> None:
+    def _overflowed(self) -> None:
+        """The buffer is full: drop it and end, so the reader learns it must resync; lock held.
+
+        Unsubscribing is left to the reader (`__anext__`): the publisher calling this
+        may hold the tracker's lock.
+        """
+        self._overflow = SubscriptionOverflow(self._limit)
+        self._ended = True
+        self._queue.clear()
+        self._latest_progress.clear()
+
+    @staticmethod
+    def _wake(waiter: asyncio.Future[None]) -> None:
         def resolve() -> None:
             if not waiter.done():
                 waiter.set_result(None)
 
+        loop = waiter.get_loop()
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is self._loop:
+        if running is loop:
             resolve()
-        elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(resolve)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(resolve)
 
     def _is_new(self, event: Event) -> bool:
         if event.seq <= self._last_seq.get(event.execution_id, self._after):
@@ -102,7 +143,7 @@ class Subscription:
                 if self._is_new(event):
                     return event
             if not self._ended:
-                self._waiter = self._loop.create_future()
+                self._waiter = asyncio.get_running_loop().create_future()
             return None
 
     def __aiter__(self) -> Subscription:
@@ -119,6 +160,9 @@ class Subscription:
             waiter = self._waiter
             if waiter is not None:
                 await waiter
+        if self._overflow is not None:
+            self.close()
+            raise self._overflow
         raise StopAsyncIteration
 
     def close(self) -> None:
@@ -131,6 +175,7 @@ class Subscription:
             self._replay.clear()
             self._queue.clear()
             self._latest_progress.clear()
+            self._last_seq.clear()
             waiter, self._waiter = self._waiter, None
         if waiter is not None:
             self._wake(waiter)

@@ -12,12 +12,18 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
 from litestar.openapi import OpenAPIConfig
-from stepstream import Engine
+from stepstream import Engine, StoreError
 from stepstream.retention import PRUNE_INTERVAL, Retention, prune_forever
 
 from .auth import BearerAuth
-from .problems import http_exception_handler, internal_error_handler, not_found_as_problem
+from .problems import (
+    http_exception_handler,
+    internal_error_handler,
+    not_found_as_problem,
+    store_error_handler,
+)
 from .routes import ExecutionController, PipelineController, health
+from .state import STORE_THREADS
 from .streams import progress_stream, watch_stream
 
 API_PREFIX = "/api/v1"
@@ -41,6 +47,7 @@ def create_app(
 
     @asynccontextmanager
     async def run_engine(app: Litestar) -> AsyncIterator[None]:
+        app.state.store_threads = anyio.CapacityLimiter(STORE_THREADS)
         async with engine, anyio.create_task_group() as tasks:
             if retention is not None:
                 tasks.start_soon(prune_forever, engine.tracker.store, retention, prune_interval)
@@ -59,6 +66,7 @@ def create_app(
         middleware=middleware,
         exception_handlers={
             HTTPException: http_exception_handler,
+            StoreError: store_error_handler,
             Exception: internal_error_handler,
         },
         request_max_body_size=max_body_size,

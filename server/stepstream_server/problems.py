@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from stepstream import StoreError
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -131,6 +132,17 @@ def http_exception_handler(
         limit = request.app.state.get("max_body_size")
         detail = f"the request body is larger than the server's limit of {limit} bytes"
     return problem_response(exc.status_code, detail, headers=headers)
+
+
+def store_error_handler(request: Request[Any, Any, Any], exc: StoreError) -> Response[Problem]:
+    """The store cannot be used right now (a broken disk, a damaged file): 503, try again later."""
+    log.error("store error in %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        503,
+        f"the server cannot use its store right now ({exc}); try again later",
+        type_="store-unavailable",
+        title="Store unavailable",
+    )
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, get_args
 
-import anyio
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.openapi import ResponseSpec
@@ -18,10 +18,11 @@ from stepstream import (
     UnknownExecution,
 )
 from stepstream.errors import ExecutionFinished
-from stepstream.events import Status
+from stepstream.events import Event, Status
 
 from .problems import PROBLEM_JSON, FieldError, Problem, ProblemError
 from .schemas import EventLog, ExecutionPage, Health, PipelineInfo, PipelineList, SubmitRequest
+from .state import engine_of, off_loop
 
 MAX_PAGE = 200
 STATUSES: tuple[Status, ...] = get_args(Status)
@@ -35,19 +36,14 @@ BAD_REQUEST = _problem_spec("The request is malformed; `detail` says what to fix
 UNKNOWN_EXECUTION = _problem_spec("No execution has this id")
 
 
-def engine_of(request: Request[Any, Any, Any]) -> Engine:
-    """The engine create_app put in the app's state."""
-    return request.app.state.engine
-
-
-def unknown_execution(execution_id: str) -> ProblemError:
+def unknown_execution(error: UnknownExecution) -> ProblemError:
     """The 404 for an id no execution has."""
     return ProblemError(
         404,
-        f"no execution with id {execution_id!r}",
+        str(error),
         type_="unknown-execution",
         title="Unknown execution",
-        execution_id=execution_id,
+        execution_id=error.execution_id,
     )
 
 
@@ -62,12 +58,45 @@ def unknown_pipeline(engine: Engine, error: KeyError) -> ProblemError:
     )
 
 
+def not_stored(engine: Engine, execution_id: str, error: StoreError) -> ProblemError:
+    """The 503 for an execution the store could not keep; cancelled, so a retry makes no twin."""
+    try:
+        status = engine.cancel(execution_id).status
+    except ExecutionFinished as exc:
+        status = exc.status
+    if status in ("completed", "failed"):  # it ran to its end while the store was flushed
+        detail = f"execution {execution_id} ran ({status}) but could not be stored ({error})"
+    else:
+        detail = (
+            f"execution {execution_id} could not be stored ({error}), so it was cancelled; "
+            "submit it again once the store works"
+        )
+    return ProblemError(
+        503,
+        detail,
+        type_="store-unavailable",
+        title="Store unavailable",
+        execution_id=execution_id,
+        execution_status=status,
+    )
+
+
 def record_of(engine: Engine, execution_id: str) -> ExecutionRecord:
-    """The record, or the 404 problem."""
+    """The record, or the 404 problem.
+
+    Read on the event loop: a live record is in memory and a finished one is one
+    indexed SQLite row (about 8 us, against 75 us for a hop to a worker thread).
+    """
     try:
         return engine.tracker.get(execution_id)
-    except UnknownExecution:
-        raise unknown_execution(execution_id) from None
+    except UnknownExecution as exc:
+        raise unknown_execution(exc) from None
+
+
+def _events_after(engine: Engine, execution_id: str, after: int) -> tuple[int, list[Event]]:
+    """The record's last seq, then the logged events after `after`; raises UnknownExecution."""
+    seen = engine.tracker.get(execution_id).last_seq
+    return seen, engine.tracker.events(execution_id, after)
 
 
 class ExecutionController(Controller):
@@ -91,6 +120,9 @@ class ExecutionController(Controller):
             422: _problem_spec(
                 "The inputs do not fit the pipeline; `errors` lists every bad field"
             ),
+            503: _problem_spec(
+                "The store cannot keep the execution, so it was cancelled; submit it again later"
+            ),
         },
     )
     async def submit(
@@ -111,16 +143,9 @@ class ExecutionController(Controller):
                 errors=[FieldError(field=k, message=v) for k, v in exc.problems.items()],
             ) from None
         try:  # a 202 promises the execution exists, so it must survive a crash right after
-            await anyio.to_thread.run_sync(engine.tracker.store.flush)
+            await off_loop(request, engine.tracker.store.flush)
         except StoreError as exc:
-            raise ProblemError(
-                503,
-                f"execution {record.execution_id} was queued but not stored ({exc}); "
-                "it is lost if the server stops",
-                type_="store-unavailable",
-                title="Store unavailable",
-                execution_id=record.execution_id,
-            ) from None
+            raise not_stored(engine, record.execution_id, exc) from None
         location = f"/api/v1/executions/{record.execution_id}"
         return Response(record, status_code=202, headers={"Location": location})
 
@@ -149,11 +174,15 @@ class ExecutionController(Controller):
                 400,
                 f"query parameter 'status' must be one of {', '.join(STATUSES)}; got {status!r}",
             )
-        page = engine_of(request).tracker.list(
-            status=status,  # type: ignore[arg-type]
-            pipeline=pipeline,
-            limit=limit + 1,
-            before=cursor,
+        page = await off_loop(
+            request,
+            functools.partial(
+                engine_of(request).tracker.list,
+                status=status,  # type: ignore[arg-type]
+                pipeline=pipeline,
+                limit=limit + 1,
+                before=cursor,
+            ),
         )
         more = len(page) > limit
         del page[limit:]
@@ -171,7 +200,8 @@ class ExecutionController(Controller):
         summary="Get an execution's progress",
         responses={
             204: ResponseSpec(
-                data_container=None, description="No progress yet: the execution is pending"
+                data_container=None,
+                description="No progress: pending, or ended before it started",
             ),
             404: UNKNOWN_EXECUTION,
         },
@@ -200,8 +230,8 @@ class ExecutionController(Controller):
         """A pending execution ends at once; a running one at its step's next checkpoint."""
         try:
             return engine_of(request).cancel(execution_id)
-        except UnknownExecution:
-            raise unknown_execution(execution_id) from None
+        except UnknownExecution as exc:
+            raise unknown_execution(exc) from None
         except ExecutionFinished as exc:
             raise ProblemError(
                 409,
@@ -224,9 +254,12 @@ class ExecutionController(Controller):
         after: Annotated[int, Parameter(ge=0, description="Return events with a greater seq")] = 0,
     ) -> EventLog:
         """The events with `seq > after`, in order; `last_seq` is where to resume from."""
-        engine = engine_of(request)
-        seen = record_of(engine, execution_id).last_seq
-        events = engine.tracker.events(execution_id, after)
+        try:
+            seen, events = await off_loop(
+                request, _events_after, engine_of(request), execution_id, after
+            )
+        except UnknownExecution as exc:
+            raise unknown_execution(exc) from None
         # An event being written now may be counted in `seen` but not yet logged:
         # never claim more than was returned, or a client resuming would skip it.
         last_seq = events[-1].seq if events else min(after, seen)

@@ -36,26 +36,20 @@ class KeepParam(click.ParamType):
 
 
 def _pipelines(targets: tuple[str, ...]) -> list[Pipeline]:
-    """The user's pipelines first, then each bundled demo whose name is still free."""
+    """The user's pipelines first, then each bundled demo whose name is still free.
+
+    Two of the user's pipelines with one name are refused by `Engine.add_pipeline`.
+    """
     from .demo import DEMO_PIPELINES
 
-    found: dict[str, Pipeline] = {}
+    found: list[Pipeline] = []
     for target in targets:
         try:
-            loaded = load_pipelines(target)
+            found.extend(load_pipelines(target))
         except LoadError as exc:
             raise UsageProblem(str(exc)) from None
-        for pipeline in loaded:
-            other = found.get(pipeline.name)
-            if other is not None and other is not pipeline:
-                raise UsageProblem(
-                    f"two pipelines are named {pipeline.name!r} (the second from {target}); "
-                    "pipeline names must be unique"
-                )
-            found[pipeline.name] = pipeline
-    for pipeline in DEMO_PIPELINES:
-        found.setdefault(pipeline.name, pipeline)
-    return list(found.values())
+    taken = {pipeline.name for pipeline in found}
+    return [*found, *(demo for demo in DEMO_PIPELINES if demo.name not in taken)]
 
 
 def _engine(

@@ -9,16 +9,13 @@ cancels running executions) always closes first.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 from collections.abc import Callable, Iterator
 
 import anyio
 import uvicorn
 from litestar import Litestar
-
-EXIT_INTERRUPTED = 130
+from stepstream.default_commands import _cancel_on_interrupt
 
 
 class _HostSignalsServer(uvicorn.Server):
@@ -51,16 +48,6 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _exit_on_signal(server: uvicorn.Server, on_stop: Callable[[], None]) -> None:
-    """First Ctrl-C/SIGTERM: graceful shutdown; a second exits at once, like `stepstream run`."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            if server.should_exit:
-                os._exit(EXIT_INTERRUPTED)
-            on_stop()
-            server.should_exit = True
-
-
 def run(
     app: Litestar,
     sock: socket.socket,
@@ -81,9 +68,14 @@ def run(
     )
     server = _HostSignalsServer(config, on_ready)
 
+    def stop() -> None:
+        on_stop()
+        server.should_exit = True
+
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_exit_on_signal, server, on_stop)
+            # The first Ctrl-C/SIGTERM shuts down gracefully, a second exits at once (130).
+            await tg.start(_cancel_on_interrupt, stop)
             with contextlib.suppress(SystemExit):  # how uvicorn quits when the lifespan fails
                 await server.serve(sockets=[sock])
             tg.cancel_scope.cancel()

@@ -3,7 +3,8 @@
 Both are fed by the tracker's own subscriptions, which buffer per subscriber, so a
 slow client never holds up the pipeline or another client. Each handler runs a
 receiver beside its sender so that a client going away is noticed at once and its
-subscription freed, even while nothing is being sent.
+subscription freed, even while nothing is being sent. What reads the store runs
+on a worker thread (`off_loop`), so a slow disk never stalls the other clients.
 """
 
 from __future__ import annotations
@@ -16,20 +17,21 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath
 from stepstream import Engine, ExecutionRecord, UnknownExecution
-from stepstream.events import TERMINAL_EVENTS, ErrorEvent, Event, Status, StatusEvent, encode
-from stepstream.subscription import Subscription
+from stepstream.errors import SubscriptionOverflow
+from stepstream.events import ErrorEvent, Event, Status, StatusEvent, encode, status_of
+
+from .state import engine_of, off_loop
 
 CLOSE_NORMAL = 1000
+CLOSE_POLICY_VIOLATION = 1008
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNKNOWN_EXECUTION = 4404
 PAGE = 200
 
 # uvicorn raises its ClientDisconnected (an OSError) when sending to a closed socket.
 GONE = (WebSocketDisconnect, OSError)
-
-
-def _engine(socket: WebSocket) -> Engine:
-    return socket.app.state.engine
+# A close frame's reason has at most 123 bytes.
+RESYNC = "too far behind, events were dropped: read GET /api/v1/executions, then watch again"
 
 
 async def _send(socket: WebSocket, event: Event) -> None:
@@ -65,7 +67,7 @@ async def _refuse(socket: WebSocket, execution_id: str, message: str, code: int)
     """One `error` message, then close with an application code."""
     with contextlib.suppress(*GONE):
         await _send(socket, ErrorEvent(execution_id=execution_id, seq=0, message=message))
-        # A close frame's reason is at most 123 bytes.
+        # A close frame's reason has at most 123 bytes.
         await socket.close(code=code, reason=message.encode()[:120].decode(errors="ignore"))
 
 
@@ -90,10 +92,13 @@ async def progress_stream(socket: WebSocket, execution_id: FromPath[str]) -> Non
         await _refuse(socket, execution_id, message, CLOSE_BAD_REQUEST)
         return
     try:
-        subscription = _engine(socket).tracker.subscribe(execution_id, after)
-    except UnknownExecution:
-        message = f"no execution with id {execution_id!r}"
-        await _refuse(socket, execution_id, message, CLOSE_UNKNOWN_EXECUTION)
+        # Shielded: a subscription made must reach the `finally` below that frees it.
+        with anyio.CancelScope(shield=True):
+            subscription = await off_loop(
+                socket, engine_of(socket).tracker.subscribe, execution_id, after
+            )
+    except UnknownExecution as exc:
+        await _refuse(socket, execution_id, str(exc), CLOSE_UNKNOWN_EXECUTION)
         return
     try:
 
@@ -124,15 +129,14 @@ def _initial_statuses(engine: Engine, ids: list[str]) -> list[Event]:
         for execution_id in ids:
             try:
                 record = tracker.get(execution_id)
-            except UnknownExecution:
-                message = f"no execution with id {execution_id!r}"
-                found.append(ErrorEvent(execution_id=execution_id, seq=0, message=message))
+            except UnknownExecution as exc:
+                found.append(ErrorEvent(execution_id=execution_id, seq=0, message=str(exc)))
                 continue
-            found.append(_status_of(record))
+            found.append(status_of(record, record.last_seq))
         return found
     records = _all(engine, "running") + _all(engine, "pending")
     records.sort(key=lambda r: r.execution_id)
-    return [_status_of(r) for r in records]
+    return [status_of(r, r.last_seq) for r in records]
 
 
 def _all(engine: Engine, status: Status) -> list[ExecutionRecord]:
@@ -147,41 +151,34 @@ def _all(engine: Engine, status: Status) -> list[ExecutionRecord]:
         cursor = page[-1].execution_id
 
 
-def _status_of(record: ExecutionRecord) -> StatusEvent:
-    return StatusEvent(
-        execution_id=record.execution_id,
-        seq=record.last_seq,
-        status=record.status,
-        pipeline=record.pipeline,
-        progress=record.progress,
-    )
-
-
 @websocket("/executions/ws")
 async def watch_stream(socket: WebSocket) -> None:
-    """Statuses of the watched executions, then all their events; open until the client leaves."""
+    """Statuses of the watched executions, then all their events; open until the client leaves.
+
+    A client that falls so far behind that its buffer fills is closed with 1008:
+    events were dropped, so it must read the executions afresh.
+    """
     await socket.accept()
-    engine = _engine(socket)
+    engine = engine_of(socket)
     ids = _parse_ids(socket.query_params.get("ids"))
     # Subscribe before reading the statuses so nothing falls between the two;
-    # what both report is dropped by seq below.
-    watch: Subscription = engine.tracker.watch(frozenset(ids) if ids else None)
+    # the watch drops what a status already covers.
+    watch = engine.tracker.watch(frozenset(ids) if ids else None)
     try:
 
         async def send_all() -> None:
-            last_seq: dict[str, int] = {}
-            for event in _initial_statuses(engine, ids):
-                last_seq[event.execution_id] = event.seq
+            initial = await off_loop(socket, _initial_statuses, engine, ids)
+            watch.seen(e for e in initial if isinstance(e, StatusEvent))
+            for event in initial:
                 await _send(socket, event)
-            async for event in watch:
-                if event.seq <= last_seq.get(event.execution_id, 0):
-                    continue
-                if isinstance(event, TERMINAL_EVENTS):
-                    last_seq.pop(event.execution_id, None)
-                else:
-                    last_seq[event.execution_id] = event.seq
-                await _send(socket, event)
+            try:
+                async for event in watch:
+                    await _send(socket, event)
+            except SubscriptionOverflow:
+                return
 
-        await _serve(socket, send_all)
+        if await _serve(socket, send_all):  # a watch ends only when its buffer overflowed
+            with contextlib.suppress(*GONE):
+                await socket.close(code=CLOSE_POLICY_VIOLATION, reason=RESYNC)
     finally:
         watch.close()

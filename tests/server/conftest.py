@@ -19,8 +19,10 @@ import anyio
 import httpx
 import pytest
 import uvicorn
+from cli_support import WAIT
 from litestar import Litestar
 from stepstream import Engine
+from stepstream.stores import ExecutionStore
 from stepstream_server.app import create_app
 from stepstream_server.demo import DEMO_PIPELINES
 from websockets.asyncio.client import ClientConnection, connect
@@ -28,7 +30,6 @@ from websockets.exceptions import ConnectionClosed
 
 PIPELINES_FILE = Path(__file__).with_name("pipelines.py")
 TERMINAL = ("completed", "failed", "cancelled")
-WAIT = 20.0  # seconds: generous, so a loaded 2-core box does not make tests flaky
 
 
 def _load_test_pipelines() -> ModuleType:
@@ -177,27 +178,6 @@ class RunningServer:
         return body
 
     @staticmethod
-    def assert_matches_log(
-        messages: list[dict[str, Any]], log: list[dict[str, Any]], after: int = 0
-    ) -> None:
-        """A stream against GET /events: same events, in order, none twice, no lifecycle one lost.
-
-        The log keeps lifecycle events and, between them, the latest progress event; a
-        live stream may carry more progress events, or coalesce them.
-        """
-        seqs = [m["seq"] for m in messages]
-        assert seqs == sorted(set(seqs)), f"out of order or repeated: {seqs}"
-        assert all(s > after for s in seqs), f"an event at or before after={after}: {seqs}"
-        logged = {e["seq"]: e for e in log}
-        for message in messages:
-            if message["seq"] in logged:
-                assert message == logged[message["seq"]], "a streamed event differs from the log"
-            else:
-                assert message["type"] == "progress", message
-        lifecycle = {e["seq"] for e in log if e["type"] != "progress" and e["seq"] > after}
-        assert lifecycle <= set(seqs), f"lifecycle events missing: {sorted(lifecycle - set(seqs))}"
-
-    @staticmethod
     async def recv_json(ws: ClientConnection, timeout: float = WAIT) -> dict[str, Any]:
         """The next message as JSON; fails the test if none arrives in time."""
         with anyio.fail_after(timeout):
@@ -240,10 +220,12 @@ def _start(app: Litestar) -> tuple[uvicorn.Server, threading.Thread, int]:
 
 @pytest.fixture
 def start_server() -> Iterator[Callable[..., RunningServer]]:
-    """Factory: `start_server(engine=None, *, token=None, max_concurrent=None, **app_kwargs)`.
+    """Factory: `start_server(engine=None, *, token=None, max_concurrent=None, store=None,
+    **app_kwargs)`.
 
-    Without an engine, a fresh one with the bundled demos, the test pipelines and a
-    20 ms progress interval. Every server started is stopped after the test.
+    Without an engine, a fresh one on `store` (default memory) with the bundled demos,
+    the test pipelines and a 20 ms progress interval. Every server started is stopped
+    after the test.
     """
     started: list[RunningServer] = []
 
@@ -252,11 +234,15 @@ def start_server() -> Iterator[Callable[..., RunningServer]]:
         *,
         token: str | None = None,
         max_concurrent: int | None = None,
+        store: ExecutionStore | None = None,
         **kwargs: Any,
     ) -> RunningServer:
         if engine is None:
             engine = Engine(
-                load_entrypoints=False, max_concurrent=max_concurrent, progress_interval=0.02
+                store=store,
+                load_entrypoints=False,
+                max_concurrent=max_concurrent,
+                progress_interval=0.02,
             )
             for pipeline in [*DEMO_PIPELINES, *TEST_PIPELINES]:
                 engine.add_pipeline(pipeline)

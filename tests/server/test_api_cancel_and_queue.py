@@ -100,6 +100,9 @@ def test_cancel_pending_is_cancelled_at_once_and_never_runs(start_server: Any) -
     assert record["status"] == "cancelled"
     assert record["started_at"] is None
     assert [e["type"] for e in server.events(queued)] == ["status", "cancelled"]
+    with server.client() as client:  # it never had progress, and never will
+        progress = client.get(f"/api/v1/executions/{queued}/progress")
+    assert progress.status_code == 204 and progress.content == b""
 
 
 @pytest.mark.anyio

@@ -74,7 +74,7 @@ def test_openapi_describes_the_documented_status_codes(server: Any) -> None:
         paths = client.get("/schema/openapi.json").json()["paths"]
     normalised = {re.sub(r"\{[^}]+\}", "{}", p.rstrip("/")): item for p, item in paths.items()}
     expected = {
-        ("post", "/api/v1/executions"): {"202", "400", "404", "422"},
+        ("post", "/api/v1/executions"): {"202", "400", "404", "422", "503"},
         ("get", "/api/v1/executions"): {"200", "400"},
         ("get", "/api/v1/executions/{}"): {"200", "404"},
         ("get", "/api/v1/executions/{}/progress"): {"200", "204", "404"},

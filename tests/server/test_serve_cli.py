@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -11,45 +10,18 @@ import time
 from pathlib import Path
 
 import httpx
-
-REPO = Path(__file__).resolve().parents[2]
-STARTUP = 30.0
-
-
-def stepstream() -> str:
-    path = shutil.which("stepstream")
-    assert path, "the stepstream console script is not on PATH; run the tests with `uv run pytest`"
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from cli_support import ROOT, STARTUP, free_port, stepstream_command, wait_for_health
 
 
 def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [stepstream(), "serve", *args],
-        cwd=REPO,
+        [*stepstream_command(), "serve", *args],
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
-
-
-def wait_for_health(process: subprocess.Popen[str], base_url: str) -> None:
-    deadline = time.monotonic() + STARTUP
-    while True:
-        assert process.poll() is None, f"serve exited early: {process.communicate()}"
-        try:
-            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "serve did not answer /health in time"
-        time.sleep(0.1)
 
 
 def test_serve_prints_url_and_pipelines_and_stops_cleanly_on_ctrl_c() -> None:
@@ -123,3 +95,59 @@ def test_serve_on_an_occupied_port_is_one_line_and_exit_1() -> None:
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
     assert str(port) in err
+
+
+def test_serve_with_two_pipelines_of_one_name_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    for name in ("first.py", "second.py"):
+        (tmp_path / name).write_text(
+            "from stepstream import Pipeline\n"
+            "twin = Pipeline('twin')\n"
+            "@twin.step\n"
+            "def only() -> int:\n"
+            "    return 1\n"
+        )
+    process = serve(
+        "--port",
+        str(free_port()),
+        "--store",
+        "memory://",
+        "--pipelines",
+        str(tmp_path / "first.py"),
+        "--pipelines",
+        str(tmp_path / "second.py"),
+    )
+    out, err = process.communicate(timeout=STARTUP)
+    assert process.returncode == 2, (out, err)
+    assert err.splitlines() == [
+        "Error: two pipelines are named 'twin'; pipeline names must be unique"
+    ]
+
+
+def test_a_second_ctrl_c_quits_at_once_with_exit_130() -> None:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    process = serve(
+        "--port", str(port), "--pipelines", "tests/server/pipelines.py", "--store", "memory://"
+    )
+    try:
+        wait_for_health(process, base_url)
+        with httpx.Client(base_url=base_url, timeout=20) as client:
+            # The step checks for cancellation between items, and its first item takes a minute.
+            body = {"pipeline": "quick", "inputs": {"items": 2, "seconds_per_item": 60}}
+            execution_id = client.post("/api/v1/executions", json=body).json()["execution_id"]
+            deadline = time.monotonic() + 20
+            while client.get(f"/api/v1/executions/{execution_id}").json()["status"] != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        assert process.stderr is not None
+        assert "Ctrl-C again to quit now" in process.stderr.readline()
+        assert process.poll() is None, "the graceful shutdown waits for the step"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err, err

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from cli_support import assert_matches_log
 from websocket import create_connection
 
 SUBSCRIBERS = 100
@@ -82,8 +83,8 @@ async def test_a_slow_subscriber_does_not_delay_a_fast_one(server: Any) -> None:
     assert set(types[:-1]) <= {"started", "progress"}
     assert types.count("started") <= 1 and types.count("completed") == 1
     log = server.events(execution_id)
-    server.assert_matches_log(slow_messages, log, after=slow_status["seq"])
-    server.assert_matches_log(fast_messages, log, after=fast_status["seq"])
+    assert_matches_log(slow_messages, log, after=slow_status["seq"])
+    assert_matches_log(fast_messages, log, after=fast_status["seq"])
     assert slow_messages[-1] == fast_messages[-1] == log[-1]
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+from cli_support import assert_matches_log
 
 pytestmark = pytest.mark.anyio
 
@@ -66,8 +67,8 @@ async def test_watching_everything_shows_unfinished_ones_then_new_ones(server: A
     assert new[1]["type"] == "started"
     assert new[-1]["type"] == "completed" and new[-1]["outputs"] == {"total": 6}
     assert grouped[running][-1]["type"] == "completed"
-    server.assert_matches_log(new, server.events(created))
-    server.assert_matches_log(grouped[running][1:], server.events(running), after=first["seq"])
+    assert_matches_log(new, server.events(created))
+    assert_matches_log(grouped[running][1:], server.events(running), after=first["seq"])
 
 
 async def test_ids_filter_lists_statuses_errors_and_only_those_events(server: Any) -> None:

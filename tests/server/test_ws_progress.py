@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from cli_support import assert_matches_log
 from websocket import create_connection
 
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -53,7 +54,7 @@ async def test_running_execution_streams_status_started_progress_terminal(
     assert completed["outputs"] == {"total": 12}
     assert completed["progress"]["percentage"] == 100.0
     log = server.events(execution_id)
-    server.assert_matches_log(messages, log, after=1)
+    assert_matches_log(messages, log, after=1)
     assert completed == log[-1]
 
 
@@ -211,7 +212,7 @@ async def test_resume_while_running_has_no_gaps_and_no_duplicates(start_server: 
 
     assert second_part[: len(missed)] == missed, "the replay is not the log after `after`"
     log = server.events(execution_id)
-    server.assert_matches_log(second_part, log, after=resume_from)
+    assert_matches_log(second_part, log, after=resume_from)
     assert second_part[-1]["type"] == "completed" and second_part[-1] == log[-1]
     received = [m["seq"] for m in first_part[1:]] + [m["seq"] for m in second_part]
     assert received == sorted(set(received)), "an event was delivered twice or out of order"

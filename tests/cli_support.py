@@ -1,0 +1,84 @@
+"""Helpers for tests that use stepstream from outside, as a user would.
+
+They run the `stepstream` console script, start `stepstream serve` on a free
+port and wait until it answers, and hold a WebSocket stream against the event log.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINES = ROOT / "tests" / "e2e" / "pipelines"
+STARTUP = 30.0  # seconds for `stepstream serve` to answer /health on a loaded 2-core box
+WAIT = 20.0  # seconds for anything else: generous, so a loaded 2-core box is not flaky
+
+
+def stepstream_command() -> list[str]:
+    """The console script of the environment running the tests."""
+    script = shutil.which("stepstream") or str(Path(sys.executable).with_name("stepstream"))
+    assert Path(script).exists(), "the stepstream console script is not installed"
+    return [script]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_health(
+    process: subprocess.Popen[Any],
+    base_url: str,
+    *,
+    stderr: Callable[[], str] | None = None,
+    timeout: float = STARTUP,
+) -> None:
+    """Return once the `stepstream serve` in `process` answers GET /health.
+
+    Fails if the process exits first (with its stderr: the pipe's, or `stderr()`'s)
+    or does not answer in time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            output = stderr() if stderr else process.communicate()[1]
+            raise AssertionError(f"serve exited with code {process.returncode}: {output}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"serve did not answer {base_url}/health in time"
+        time.sleep(0.05)
+
+
+def assert_matches_log(
+    messages: list[dict[str, Any]], log: list[dict[str, Any]], after: int = 0
+) -> None:
+    """A stream against GET /events: same events, in order, none twice, no lifecycle one lost.
+
+    The log keeps lifecycle events and, between them, the latest progress event; a
+    live stream may carry more progress events, or coalesce them.
+    """
+    seqs = [m["seq"] for m in messages]
+    assert seqs == sorted(set(seqs)), f"out of order or repeated: {seqs}"
+    assert all(s > after for s in seqs), f"an event at or before after={after}: {seqs}"
+    logged = {e["seq"]: e for e in log}
+    for message in messages:
+        if message["seq"] in logged:
+            assert message == logged[message["seq"]], "a streamed event differs from the log"
+        else:
+            assert message["type"] == "progress", message
+    lifecycle = {e["seq"] for e in log if e["type"] != "progress" and e["seq"] > after}
+    assert lifecycle <= set(seqs), f"lifecycle events missing: {sorted(lifecycle - set(seqs))}"
