@@ -15,6 +15,7 @@ the GIL making single dict, list and attribute operations atomic.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from .events import (
     apply_event,
     status_of,
 )
+from .fanout import LoopHandoff
 from .history import StepHistory
 from .ids import new_execution_id
 from .plugins import hookimpl
@@ -103,6 +105,7 @@ class _Active:
     __slots__ = (
         "expected",
         "expected_after",
+        "handoff",
         "items_done",
         "items_total",
         "names",
@@ -132,6 +135,7 @@ class _Active:
         self.items_total: int | None = None
         self.expected: list[float] | None = None
         self.expected_after: list[float] = []
+        self.handoff: LoopHandoff | None = None
 
 
 class Tracker:
@@ -314,6 +318,12 @@ class Tracker:
             self._fan_out(active, event)
 
     def _fan_out(self, active: _Active, event: Event) -> None:
+        if active.handoff is None:
+            self._deliver(active, event)
+        else:
+            active.handoff.send(event)
+
+    def _deliver(self, active: _Active, event: Event) -> None:
         for subscription in active.subscribers:
             subscription.push(event)
         for subscription, wanted in self._watchers:
@@ -379,6 +389,8 @@ class Tracker:
             if expected is not None:
                 active.expected, active.expected_after = expected
             active.started_clock = active.step_clock = time.perf_counter()
+            # Runs on the event loop: subscribers are served there, whichever thread publishes.
+            active.handoff = LoopHandoff.on_running_loop(functools.partial(self._deliver, active))
             self._publish(
                 active,
                 StartedEvent(
