@@ -8,6 +8,7 @@ from .errors import (
     PipelineDefinitionError,
     StepstreamError,
     StoreError,
+    SubscriptionOverflow,
     UnknownExecution,
 )
 from .events import ErrorInfo, ExecutionRecord, ProgressSnapshot, StepState
@@ -32,6 +33,7 @@ __all__ = [
     "StepState",
     "StepstreamError",
     "StoreError",
+    "SubscriptionOverflow",
     "Tracker",
     "UnknownExecution",
     "hookimpl",

@@ -1,14 +1,18 @@
 """Step durations of past executions, so an ETA exists from an execution's first second.
 
-The ETA the tracker reports blends two estimates:
+With history (the median recorded duration of each step over the pipeline's
+last `KEEP` completed executions), the ETA is
 
-- planned: the median recorded duration of each step over the pipeline's last
-  `KEEP` completed executions, counting the running step's share still to go
-  (by its item fraction, or by its time so far) plus every later step;
-- live: elapsed time scaled by the percentage still to go.
+    medians of the steps after the running one
+    + the running step's time to go:
+        no item counts yet:  max(0, median - time in the step so far)
+        a fraction f done:   planned + (live - planned) * f, where
+                             planned = median * (1 - f)
+                             live = time in the step * (1 - f) / f
 
-`eta = planned + (live - planned) * percentage / 100`: pure history at the start,
-pure live rate at the end. Without history for every step it is the live estimate.
+so it is pure history when a step starts and follows the step's own rate as
+its items pass. Without history for every step it is the live estimate:
+elapsed time * (100 - percentage) / percentage.
 
 Keeping history must not cost the steps anything: a finished execution adds a
 reference to its step list (O(1)); medians are computed when an execution

@@ -17,7 +17,7 @@ from stepstream import (
     StoreError,
     UnknownExecution,
 )
-from stepstream.errors import ExecutionFinished
+from stepstream.errors import ExecutionElsewhere, ExecutionFinished
 from stepstream.events import Event, Status
 
 from .problems import PROBLEM_JSON, FieldError, Problem, ProblemError
@@ -238,6 +238,15 @@ class ExecutionController(Controller):
                 f"execution {execution_id!r} already finished with status {exc.status!r}",
                 type_="execution-finished",
                 title="Execution already finished",
+                execution_id=execution_id,
+                execution_status=exc.status,
+            ) from None
+        except ExecutionElsewhere as exc:
+            raise ProblemError(
+                409,
+                str(exc),
+                type_="execution-elsewhere",
+                title="Execution runs elsewhere",
                 execution_id=execution_id,
                 execution_status=exc.status,
             ) from None

@@ -265,3 +265,57 @@ async def test_a_subscriber_of_a_queued_execution_sees_it_cancelled_and_ends() -
     assert [type(e) for e in received] == [CancelledEvent]
     assert received[0].seq == 2
     assert engine.tracker.subscriber_count() == 0
+
+
+def _quick() -> Pipeline:
+    p = Pipeline("quick_sub")
+
+    @p.step
+    def only(n: int = 1) -> int:
+        return n
+
+    return p
+
+
+@pytest.mark.anyio
+async def test_a_watcher_that_falls_too_far_behind_ends_instead_of_growing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stepstream import SubscriptionOverflow
+    from stepstream import subscription as subscription_module
+
+    monkeypatch.setattr(subscription_module, "WATCH_BUFFER", 20)
+    async with engine_with() as engine:
+        watcher = engine.tracker.watch()
+        for _ in range(15):  # each finished execution leaves 3 lifecycle events queued
+            await engine.run(_quick())
+        with pytest.raises(SubscriptionOverflow):
+            async for _ in watcher:
+                pass
+        assert engine.tracker.subscriber_count() == 0
+
+
+@pytest.mark.anyio
+async def test_a_closed_subscription_keeps_nothing_pushed_after_it_closed() -> None:
+    async with engine_with() as engine:
+        watcher = engine.tracker.watch()
+        watcher.close()
+        await engine.run(_quick())
+        assert watcher.pending == 0
+
+
+@pytest.mark.anyio
+async def test_a_subscription_made_on_a_worker_thread_is_read_on_the_loop() -> None:
+    """The server subscribes off the loop, since a store may read its file to replay."""
+    async with engine_with() as engine:
+        record = await engine.run(_quick())
+        subscription = await anyio.to_thread.run_sync(
+            engine.tracker.subscribe, record.execution_id, 0
+        )
+        received = await _drain(subscription)
+    assert [type(e).__name__ for e in received] == [
+        "StatusEvent",
+        "StartedEvent",
+        "ProgressEvent",
+        "CompletedEvent",
+    ]

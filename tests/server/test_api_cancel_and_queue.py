@@ -118,3 +118,21 @@ async def test_shutting_down_cancels_running_executions_and_closes_streams(serve
     tracker = server.engine.tracker
     assert tracker.get(running).status == "cancelled"
     assert tracker.get(running).finished_at is not None
+
+
+def test_cancelling_an_execution_this_server_does_not_run_is_409_saying_so(server: Any) -> None:
+    """A record made by another process (here: created on the tracker, never queued)."""
+    from stepstream import Pipeline
+
+    elsewhere = Pipeline("elsewhere")
+
+    @elsewhere.step
+    def only() -> int:
+        return 1
+
+    record = server.engine.tracker.create(elsewhere, {})
+    with server.client() as client:
+        response = client.post(f"/api/v1/executions/{record.execution_id}/cancel")
+    body = server.problem(response, 409)
+    assert body["execution_status"] == "pending"
+    assert "not run by this process" in body["detail"]
