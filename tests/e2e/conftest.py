@@ -6,6 +6,7 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
+
 from cli_support import ROOT, stepstream_command
 
 

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+
 from cli_support import ROOT, free_port, stepstream_command, wait_for_health
 
 DEMO = ROOT / "examples" / "api_progress_query_demo.py"

@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_support import PIPELINES, ROOT, stepstream_command
 
 from stepstream.loader import load_pipeline
+
+from cli_support import PIPELINES, ROOT, stepstream_command
 
 FAILING = str(PIPELINES / "failing.py")
 SLOW = str(PIPELINES / "slow.py")

@@ -21,6 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from stepstream import Pipeline, Tracker
+from stepstream.stores.sqlite import SqliteStore
+
 from cli_support import (
     PIPELINES,
     WAIT,
@@ -29,10 +35,6 @@ from cli_support import (
     stepstream_command,
     wait_for_health,
 )
-from stepstream import Pipeline, Tracker
-from stepstream.stores.sqlite import SqliteStore
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
 
 CRAWL = str(PIPELINES / "crawl.py")
 ENV = {k: v for k, v in os.environ.items() if k != "STEPSTREAM_TOKEN"} | {"PYTHONUNBUFFERED": "1"}

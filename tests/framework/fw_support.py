@@ -77,9 +77,7 @@ class HookRecorder:
         self._note("step_failed", execution_id=execution_id, index=index, error=error)
 
     @hookimpl
-    def execution_finished(
-        self, execution_id: str, status: str, outputs: Any, error: Any
-    ) -> None:
+    def execution_finished(self, execution_id: str, status: str, outputs: Any, error: Any) -> None:
         self._note(
             "execution_finished",
             execution_id=execution_id,

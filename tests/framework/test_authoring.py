@@ -151,7 +151,10 @@ def test_two_progress_parameters_are_refused() -> None:
     def both(a: Progress, b: Progress) -> None:
         return None
 
-    with pytest.raises(PipelineDefinitionError, match=r"both \(test_authoring.py:\d+\) has more than one Progress.*a, b"):
+    with pytest.raises(
+        PipelineDefinitionError,
+        match=r"both \(test_authoring.py:\d+\) has more than one Progress.*a, b",
+    ):
         p.step(both)
 
 
@@ -162,7 +165,9 @@ def test_unresolvable_annotations_name_the_function() -> None:
         return 0
 
     odd.__annotations__["x"] = "NotDefinedAnywhere"
-    with pytest.raises(PipelineDefinitionError, match=r"odd \(test_authoring.py:\d+\) has type hints that cannot be resol"):
+    with pytest.raises(
+        PipelineDefinitionError, match=r"odd \(test_authoring.py:\d+\) has type hints that cannot"
+    ):
         p.step(odd)
 
 

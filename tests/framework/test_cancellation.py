@@ -9,9 +9,10 @@ from collections.abc import Callable
 
 import anyio
 import pytest
-from fw_support import HookRecorder, engine_with
 
 from stepstream import Cancelled, ExecutionFinished, Pipeline, Progress, UnknownExecution
+
+from fw_support import HookRecorder, engine_with
 
 
 async def _until(condition: Callable[[], bool]) -> None:

@@ -60,7 +60,7 @@ async def test_eta_from_history_is_present_at_start_and_close_to_the_truth() -> 
 
     total = sum(STEP_SECONDS)
     assert seen, "no ETA was reported"
-    first_at, first_eta = seen[0]
+    first_at, _ = seen[0]
     assert first_at < 0.2, "the ETA should appear before the first step ends"
     for at, eta in seen:
         remaining = finished_wall - at

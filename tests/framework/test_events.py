@@ -8,7 +8,6 @@ import threading
 import anyio
 import msgspec
 import pytest
-from fw_support import RecordingStore, engine_with
 
 from stepstream import Pipeline, Progress, ProgressSnapshot, Tracker
 from stepstream.events import (
@@ -26,6 +25,8 @@ from stepstream.events import (
     record_decoder,
 )
 from stepstream.ids import new_execution_id
+
+from fw_support import RecordingStore, engine_with
 
 ULID = re.compile(r"^exec_[0-9A-HJKMNP-TV-Z]{26}$")
 

@@ -20,7 +20,7 @@ def _pipeline() -> Pipeline:
         progress: Progress,
         ratio: float = 0.5,
         tags: list[str] | None = None,
-        anything=3,  # noqa: ANN001
+        anything=3,
     ) -> dict[str, Any]:
         return {"rows": rows, "region": region, "ratio": ratio, "tags": tags, "anything": anything}
 

@@ -6,9 +6,10 @@ import gc
 import tracemalloc
 
 import pytest
-from fw_support import engine_with
 
 from stepstream import Engine, Pipeline, Progress
+
+from fw_support import engine_with
 
 BUDGET = 10 * 1024
 RUNS = 20

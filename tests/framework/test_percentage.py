@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from fw_support import RecordingStore, engine_with
 
 from stepstream import Pipeline, Progress
 from stepstream.events import (
@@ -13,6 +12,8 @@ from stepstream.events import (
     StartedEvent,
     StatusEvent,
 )
+
+from fw_support import RecordingStore, engine_with
 
 
 def _weighted(fail_in_last: bool = False) -> Pipeline:

@@ -7,11 +7,12 @@ from typing import Any
 
 import anyio
 import pytest
-import stepstream_testplugin
-from fw_support import HookRecorder, engine_with
 
+import stepstream_testplugin
 from stepstream import Engine, Pipeline, Progress, hookimpl, make_plugin_manager
 from stepstream.plugins import DEFAULT_PLUGINS
+
+from fw_support import HookRecorder, engine_with
 
 HOOKS = (
     "execution_started",
@@ -148,7 +149,7 @@ async def test_load_entrypoints_false_leaves_installed_plugins_out() -> None:
 def test_pipeline_run_uses_no_installed_plugins() -> None:
     before = list(stepstream_testplugin.SEEN)
     assert _pipeline().run(n=2) == 4
-    assert stepstream_testplugin.SEEN == before
+    assert before == stepstream_testplugin.SEEN
 
 
 def test_hook_arguments_are_passed_by_name_so_plugins_take_only_what_they_need() -> None:

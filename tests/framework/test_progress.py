@@ -6,9 +6,10 @@ import time
 
 import anyio
 import pytest
-from fw_support import HookRecorder, engine_with
 
 from stepstream import Engine, Pipeline, Progress
+
+from fw_support import HookRecorder, engine_with
 
 MILLION = 1_000_000
 
@@ -153,7 +154,7 @@ def test_a_total_must_be_a_non_negative_int(bad: object) -> None:
     def first(progress: Progress) -> None:
         progress.total = bad  # type: ignore[assignment]
 
-    with pytest.raises(Exception, match="progress.total must be a non-negative int"):
+    with pytest.raises(Exception, match=r"progress\.total must be a non-negative int"):
         p.run()
 
 

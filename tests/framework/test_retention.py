@@ -7,6 +7,7 @@ import threading
 
 import anyio
 import pytest
+
 from stepstream import Engine, Pipeline, StoreError
 from stepstream.retention import Retention, prune_forever
 from stepstream.stores.memory import MemoryStore

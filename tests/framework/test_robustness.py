@@ -1,4 +1,4 @@
-"""What a broken step, odd outputs or a failing store must never do: hang or take the engine down."""
+"""What a broken step, odd outputs or a failing store must never do: hang or stop the engine."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from collections import Counter
 
 import anyio
 import pytest
-from fw_support import engine_with
 
 from stepstream import Engine, Pipeline
 from stepstream.events import ProgressEvent, ProgressSnapshot, StepState
 from stepstream.stores.memory import MemoryStore
+
+from fw_support import engine_with
 
 
 def _exiting(is_async: bool) -> Pipeline:

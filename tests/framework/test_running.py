@@ -5,10 +5,11 @@ from __future__ import annotations
 import anyio
 import msgspec
 import pytest
-from fw_support import HookRecorder, engine_with
 
 from stepstream import Pipeline, Progress, StepFailedError, hookimpl
 from stepstream.events import encode
+
+from fw_support import HookRecorder, engine_with
 
 
 class Sensor:

@@ -468,7 +468,7 @@ def test_reads_from_threads_that_come_and_go_reuse_a_few_connections(
             together.wait()  # eight reads at once need eight connections
             for _ in range(20):
                 assert store.get(eid) is not None and len(store.events(eid)) == 1
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             failures.append(exc)
 
     for _ in range(10):  # like anyio's worker threads: each thread reads, then ends

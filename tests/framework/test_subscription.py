@@ -1,10 +1,9 @@
-"""Subscribers replay what they missed, then follow live; a slow one loses progress, not lifecycle."""
+"""Subscribers replay what they missed, then follow live; a slow one loses progress only."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
-from fw_support import engine_with
 
 from stepstream import Pipeline, Progress, UnknownExecution
 from stepstream.events import (
@@ -15,6 +14,8 @@ from stepstream.events import (
     StartedEvent,
     StatusEvent,
 )
+
+from fw_support import engine_with
 
 
 class Gated:
@@ -175,7 +176,7 @@ async def test_a_reader_that_stops_early_frees_its_subscription() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_lagging_subscriber_gets_all_lifecycle_events_and_only_the_latest_progress() -> None:
+async def test_a_lagging_subscriber_gets_every_lifecycle_event_and_the_latest_progress() -> None:
     p = Pipeline("chatty")
 
     @p.step

@@ -7,9 +7,10 @@ import time
 
 import anyio
 import pytest
-from fw_support import HookRecorder, engine_with
 
 from stepstream import Pipeline, Progress
+
+from fw_support import HookRecorder, engine_with
 
 TICKS_WANTED = 5
 
@@ -81,8 +82,6 @@ async def test_consecutive_sync_steps_run_in_one_worker_thread_and_async_ones_on
     assert seen["a"] == seen["b"] == seen["c"] != loop_thread
     assert seen["d"] == loop_thread
     hook_threads = {
-        kwargs["index"]: thread
-        for name, kwargs, thread in recorder.calls
-        if name == "step_started"
+        kwargs["index"]: thread for name, kwargs, thread in recorder.calls if name == "step_started"
     }
     assert hook_threads == {0: seen["a"], 1: seen["a"], 2: seen["a"], 3: loop_thread}

@@ -44,13 +44,13 @@ the owner's pid instead of writing over the first one's sequence numbers.
 from __future__ import annotations
 
 import atexit
-from collections import OrderedDict
 import fcntl
 import logging
 import os
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
