@@ -99,6 +99,7 @@ class Engine:
         if isinstance(pipeline, str):
             pipeline = self.pipeline(pipeline)
         validated = pipeline.validate_inputs(inputs)
+        pipeline = pipeline.for_inputs(validated)
         record = self.tracker.create(pipeline, validated)
         job = Job(record.execution_id, pipeline, validated, self.progress_interval)
         self._jobs[record.execution_id] = job
@@ -243,18 +244,19 @@ class Engine:
                 message=f"pipeline {record.pipeline!r} is not registered after the restart "
                 f"(known: {known}), so this queued execution cannot start",
             )
-        if [s.name for s in pipeline.steps] != [s.name for s in record.steps]:
-            return ErrorInfo(
-                type="PipelineChanged",
-                message=f"pipeline {record.pipeline!r} has other steps than when this execution "
-                f"was queued ({', '.join(s.name for s in record.steps)}), so it cannot start",
-            )
         try:
             inputs = pipeline.validate_inputs(record.inputs)
         except InputError as exc:
             return ErrorInfo(
                 type="InputError",
                 message=f"the recorded inputs no longer fit after the restart: {exc}",
+            )
+        pipeline = pipeline.for_inputs(inputs)
+        if [s.name for s in pipeline.steps] != [s.name for s in record.steps]:
+            return ErrorInfo(
+                type="PipelineChanged",
+                message=f"pipeline {record.pipeline!r} has other steps than when this execution "
+                f"was queued ({', '.join(s.name for s in record.steps)}), so it cannot start",
             )
         return Job(record.execution_id, pipeline, inputs, self.progress_interval)
 

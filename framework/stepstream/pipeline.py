@@ -234,6 +234,10 @@ class Pipeline:
             raise InputError(self.name, problems)
         return converted
 
+    def for_inputs(self, inputs: dict[str, Any]) -> Pipeline:
+        """The pipeline to run for these validated inputs; a subclass may shape its steps by them."""
+        return self
+
     def input_schema(self) -> dict[str, Any]:
         """The inputs as a JSON Schema object, for forms and for the server's OpenAPI."""
         if self._input_schema is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 RECORD_KEYS = {
     "execution_id",
     "pipeline",
@@ -98,6 +100,32 @@ def test_demo_pipelines_run_and_fail_on_request(server: Any) -> None:
     failed = server.wait_for(failing_id)
     assert failed["status"] == "failed"
     assert failed["error"]["step"] == failed["steps"][1]["name"]
+
+
+@pytest.mark.parametrize("steps", [1, 3, 7])
+def test_the_demo_runs_as_many_steps_as_asked(server: Any, steps: int) -> None:
+    execution_id = server.submit(
+        "demo_async", steps=steps, seconds_per_step=0.01, items_per_step=2
+    )["execution_id"]
+    record = server.wait_for(execution_id)
+    assert record["status"] == "completed", record
+    assert len(record["steps"]) == steps
+    assert record["progress"]["total_steps"] == steps
+    assert record["outputs"] == {"steps": steps, "items": steps * 2}
+
+
+def test_demo_limits_are_422_listing_each_field(server: Any) -> None:
+    with server.client() as client:
+        response = client.post(
+            "/api/v1/executions",
+            json={"pipeline": "demo", "inputs": {"steps": 0, "items_per_step": 0}},
+        )
+        body = server.problem(response, 422)
+        schema = client.get("/api/v1/pipelines/demo").json()["input_schema"]
+    assert {e["field"] for e in body["errors"]} == {"steps", "items_per_step"}
+    assert schema["properties"]["steps"] == {
+        "type": "integer", "minimum": 1, "maximum": 20, "default": 5
+    }
 
 
 def test_get_unknown_execution_is_404_problem(server: Any) -> None:
