@@ -10,12 +10,11 @@ import anyio
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
-from litestar.middleware import ASGIMiddleware
 from litestar.openapi import OpenAPIConfig
 from stepstream import Engine, StoreError
 from stepstream.retention import PRUNE_INTERVAL, Retention, prune_forever
 
-from .auth import BearerAuth
+from .auth import bearer_auth, public_routes
 from .problems import (
     http_exception_handler,
     internal_error_handler,
@@ -58,12 +57,10 @@ def create_app(
         API_PREFIX,
         route_handlers=[ExecutionController, PipelineController, progress_stream, watch_stream],
     )
-    middleware: list[ASGIMiddleware] = [BearerAuth(token)] if token else []
-    return Litestar(
+    app = Litestar(
         route_handlers=[api, health],
         lifespan=[run_engine],
         state=State({"engine": engine, "max_body_size": max_body_size}),
-        middleware=middleware,
         exception_handlers={
             HTTPException: http_exception_handler,
             StoreError: store_error_handler,
@@ -83,3 +80,8 @@ def create_app(
             ),
         ),
     )
+    if token:
+        # Around the router, not Litestar middleware: it guards unknown paths too and
+        # adds no layer to every route (see auth.py).
+        app.asgi_handler = bearer_auth(app.asgi_handler, token, public_routes(app))
+    return app

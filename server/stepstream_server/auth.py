@@ -1,54 +1,109 @@
-"""Bearer-token auth for every route but /health, on HTTP and WebSocket alike."""
+"""Bearer-token auth for every route but the public ones, on HTTP and WebSocket alike.
+
+It wraps the app's router as plain ASGI rather than being Litestar middleware: it
+runs before routing, so no path, known or unknown, answers anything but 401 without
+the token, and it costs a header scan per request, where Litestar route middleware
+adds an exception-handler layer and a connection object to every request.
+"""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Collection
+from urllib.parse import parse_qsl
 
-from litestar import WebSocket
-from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException
-from litestar.middleware import ASGIMiddleware
+import msgspec
+from litestar import Litestar
+from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from .problems import PROBLEM_JSON, Problem
+
+PUBLIC = "public"  # a route handler with opt={"public": True} needs no token
 CLOSE_UNAUTHORIZED = 4401
+REASON = "missing or invalid bearer token"
+UNAUTHORIZED_BODY = msgspec.json.encode(
+    Problem(
+        type="about:blank",
+        title="Unauthorized",
+        status=401,
+        detail=f"{REASON}; send the header 'Authorization: Bearer <token>'",
+    )
+)
+UNAUTHORIZED_HEADERS = [
+    (b"content-type", PROBLEM_JSON.encode()),
+    (b"content-length", str(len(UNAUTHORIZED_BODY)).encode()),
+    (b"www-authenticate", b"Bearer"),
+]
 
 
-def presented_token(connection: ASGIConnection, allow_query: bool) -> str | None:
-    """The token from `Authorization: Bearer ...`, or `?token=` where browsers cannot set it."""
-    scheme, _, credentials = connection.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    if allow_query:
-        return connection.query_params.get("token")
+def bearer_credentials(scope: Scope) -> bytes | None:
+    """The credentials of the request's first `Authorization` header, if it is `Bearer ...`."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, credentials = value.partition(b" ")
+            credentials = credentials.strip()
+            return credentials if scheme.lower() == b"bearer" and credentials else None
     return None
 
 
-class BearerAuth(ASGIMiddleware):
-    """Refuse requests without the server's token: 401 problem on HTTP, close 4401 on WebSocket."""
+def query_token(scope: Scope) -> bytes | None:
+    """`?token=`, URL-decoded: browsers cannot set headers on a WebSocket."""
+    for name, value in parse_qsl(scope["query_string"].decode("latin-1")):
+        if name == "token":
+            return value.encode()
+    return None
 
-    exclude_opt_key = "public"
 
-    def __init__(self, token: str) -> None:
-        self._token = token.encode()
+def public_routes(app: Litestar) -> set[tuple[str, str]]:
+    """(method, path) of the HTTP handlers marked public; only paths without parameters qualify."""
+    return {
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, HTTPRoute) and not route.path_parameters
+        for handler in route.route_handlers
+        if handler.opt.get(PUBLIC)
+        for method in handler.http_methods
+    }
 
-    def _accepts(self, presented: str | None) -> bool:
-        # Constant-time, so the comparison's duration says nothing about the token.
-        return presented is not None and hmac.compare_digest(presented.encode(), self._token)
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        """Pass the request on only with the right token."""
-        is_websocket = scope["type"] == "websocket"
-        if self._accepts(presented_token(ASGIConnection(scope), allow_query=is_websocket)):
-            await next_app(scope, receive, send)
-            return
-        reason = "missing or invalid bearer token"
-        if is_websocket:
-            # A close code reaches the client only after the handshake completed.
-            socket: WebSocket = WebSocket(scope, receive, send)
-            await socket.accept()
-            await socket.close(code=CLOSE_UNAUTHORIZED, reason=reason)
-            return
-        raise NotAuthorizedException(
-            f"{reason}; send the header 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+def bearer_auth(app: ASGIApp, token: str, public: Collection[tuple[str, str]] = ()) -> ASGIApp:
+    """Let through to `app` only requests with `token`, and those for a `public` (method, path).
+
+    WebSockets may send the token as `?token=` instead. Refused HTTP requests get a
+    401 problem with `WWW-Authenticate: Bearer`; refused WebSockets a close with 4401.
+    """
+    expected = token.encode()
+    open_routes = frozenset(public)
+
+    def accepts(presented: bytes | None) -> bool:
+        # Constant time, so the comparison's duration says nothing about the token.
+        return presented is not None and hmac.compare_digest(presented, expected)
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if accepts(bearer_credentials(scope)):
+            await app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            if accepts(query_token(scope)):
+                await app(scope, receive, send)
+            else:
+                await refuse_websocket(receive, send)
+        elif (scope["method"], scope["path"]) in open_routes:
+            await app(scope, receive, send)
+        else:
+            await refuse_http(send)
+
+    return guarded
+
+
+async def refuse_http(send: Send) -> None:
+    """401 problem details, with the challenge that names the scheme."""
+    await send({"type": "http.response.start", "status": 401, "headers": UNAUTHORIZED_HEADERS})
+    await send({"type": "http.response.body", "body": UNAUTHORIZED_BODY})
+
+
+async def refuse_websocket(receive: Receive, send: Send) -> None:
+    """Accept, then close with 4401: a client sees a close code only after the handshake."""
+    if (await receive())["type"] == "websocket.connect":
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": CLOSE_UNAUTHORIZED, "reason": REASON})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -49,6 +50,39 @@ def test_missing_or_wrong_token_is_401_problem(
         response = client.request(method, path, json=body)
     secured.problem(response, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/nope"),
+        ("GET", "/api/v1/nope"),
+        ("DELETE", "/api/v1/executions"),
+        ("POST", "/health"),
+        ("GET", "/schema"),
+        ("GET", "/schema/swagger"),
+        ("GET", "/schema/nope"),
+        ("GET", "/api/v1/executions/ws"),
+    ],
+)
+def test_no_path_answers_without_the_token(secured: Any, method: str, path: str) -> None:
+    """Unknown paths and methods too: nothing tells a stranger which routes exist."""
+    with secured.client(auth=False) as client:
+        response = client.request(method, path)
+    secured.problem(response, 401)
+
+
+def test_with_the_token_unknown_paths_and_methods_are_problems(secured: Any) -> None:
+    with secured.client() as client:
+        secured.problem(client.get("/api/v1/nope"), 404)
+        secured.problem(client.delete("/api/v1/executions"), 405)
+
+
+def test_http_does_not_take_the_token_from_the_query(secured: Any) -> None:
+    """Only WebSockets, which browsers cannot give headers, read ?token= (URLs end up in logs)."""
+    with secured.client(auth=False) as client:
+        response = client.get("/api/v1/pipelines", params={"token": TOKEN})
+    secured.problem(response, 401)
 
 
 def test_nothing_happens_for_an_unauthorised_start(secured: Any) -> None:
@@ -139,3 +173,18 @@ async def test_websocket_with_the_token_streams(secured: Any, how: dict[str, Any
     async with secured.ws(f"/api/v1/executions/ws?ids={watched}", **how) as ws:
         first = await secured.recv_json(ws)
     assert first["type"] == "status" and first["execution_id"] == watched
+
+
+@pytest.mark.anyio
+async def test_tokens_with_any_characters_work_in_header_and_query(start_server: Any) -> None:
+    """The scheme is case-insensitive; the query token is URL-decoded."""
+    token = "p@ss word+/&=?%"
+    server = start_server(token=token)
+    with server.client(auth=False) as client:
+        response = client.get("/api/v1/pipelines", headers={"Authorization": f"bearer {token}"})
+    assert response.status_code == 200
+    execution_id = server.wait_for(server.submit("quick", items=1)["execution_id"])["execution_id"]
+    async with server.progress_ws(execution_id, header=False, token=quote(token, safe="")) as ws:
+        messages, code = await server.read_to_close(ws)
+    assert [m["type"] for m in messages] == ["status", "completed"]
+    assert code == 1000
