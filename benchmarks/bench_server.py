@@ -1,12 +1,15 @@
 """Side-by-side benchmarks of the stepstream server, each against a baseline run in the same run.
 
-Run:  uv run python benchmarks/bench_server.py            (about 4 minutes)
-      uv run python benchmarks/bench_server.py --quick    (smoke run, under a minute)
-Options: --only throughput|fanout|e2e (repeatable), --out PATH (JSON file).
+Run:  uv run python benchmarks/bench_server.py            (about 4 minutes; needs wrk)
+      uv run python benchmarks/bench_server.py --quick    (smoke run, about a minute)
+      uv run --with py-spy python benchmarks/bench_server.py --only throughput --profile
+Options: --only throughput|fanout|e2e (repeatable), --profile (py-spy each server of section
+1 under load), --out PATH (JSON file).
 
 1. throughput: `GET /api/v1/executions/{id}/progress` of a real `stepstream serve` against a
    minimal Litestar handler returning the same ProgressSnapshot, both served by
-   `stepstream_server.serving.run` (the same uvicorn config), loaded by wrk.
+   `stepstream_server.serving.run` (the same uvicorn config), loaded by wrk in alternating
+   rounds.
 2. fanout: one execution emitting progress as fast as it can to 100 WebSocket subscribers,
    against a plain uvicorn ASGI broadcast of same-sized messages from a thread as fast as it can.
 3. e2e: a 1,000-step sync pipeline run by `stepstream serve` (one WebSocket subscriber
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
@@ -243,9 +247,18 @@ def stepstream_serve(log_dir: Path, name: str, store: str, *extra: str) -> Child
     """
     url = {"memory": "memory://", "sqlite": f"sqlite:///{log_dir / name}.db"}.get(store, store)
     argv = [
-        str(BIN / "stepstream"), "serve", "--port", "0", "--store", url,
-        "--pipelines", str(THIS_FILE), "--max-concurrent", "1", *extra,
-    ]  # fmt: skip
+        str(BIN / "stepstream"),
+        "serve",
+        "--port",
+        "0",
+        "--store",
+        url,
+        "--pipelines",
+        str(THIS_FILE),
+        "--max-concurrent",
+        "1",
+        *extra,
+    ]
     return Child(argv, r"stepstream serving on (http://\S+)", log_dir, name)
 
 
@@ -485,7 +498,9 @@ def child_run(out: str) -> None:
 # -- 1. progress route throughput ---------------------------------------------------------------
 
 
-def wrk(url: str, seconds: float, threads: int, connections: int, header: str | None) -> dict[str, Any]:
+def wrk(
+    url: str, seconds: float, threads: int, connections: int, header: str | None
+) -> dict[str, Any]:
     """One wrk run: requests per second, latency percentiles and any non-2xx answers."""
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if header:
@@ -514,59 +529,172 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def finished_execution(url: str, headers: dict[str, str]) -> str:
-    """Run `tiny` on a server (its gate released at once) and return its id once completed."""
+def started_execution(
+    url: str, headers: dict[str, str], pipeline: str, inputs: dict[str, Any], until: str
+) -> str:
+    """Submit a pipeline on a server and return its id once its status is `until`."""
     import httpx
 
     with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
         api = "/api/v1/executions"
-        record = http.post(api, json={"pipeline": "tiny", "inputs": {"rows": 1000}}).json()
+        record = http.post(api, json={"pipeline": pipeline, "inputs": inputs}).json()
         execution_id = record["execution_id"]
         deadline = time.monotonic() + 30
-        while http.get(f"{api}/{execution_id}").json()["status"] != "completed":
+        while http.get(f"{api}/{execution_id}").json()["status"] != until:
             if time.monotonic() > deadline:
-                raise RuntimeError("the tiny execution did not complete")
+                raise RuntimeError(f"the {pipeline} execution did not reach {until!r}")
             time.sleep(0.02)
         return execution_id
 
 
-def bench_throughput(log_dir: Path, quick: bool) -> dict[str, Any]:
+THROUGHPUT_BASELINE = "litestar constant (baseline)"
+SHORT = {
+    THROUGHPUT_BASELINE: "baseline",
+    "stepstream, sqlite store": "sqlite",
+    "stepstream, memory store": "memory",
+    "stepstream, memory + bearer token": "memory+token",
+    f"stepstream, sqlite, {STEPS}-step execution": f"sqlite {STEPS} steps",
+    "stepstream, sqlite, running execution": "sqlite running",
+}
+# Frames whose inclusive share of the event loop's samples says where a request's time goes.
+PROFILE_FRAMES = (
+    "RequestResponseCycle.run_asgi",
+    "Litestar.__call__",
+    "HTTPRoute.handle",
+    "BearerAuth.handle",
+    "presented_token",
+    "ExecutionController.get_progress",
+    "Tracker.get",
+    "SqliteStore.get",
+    "SqliteStore._query",
+    "SignatureModel.parse_values_from_connection_kwargs",
+    "HTTPRouteHandler.to_response",
+    "ASGIResponse.__call__",
+    "RequestResponseCycle.send",
+)
+
+
+AUTH_LAYER = "ASGIMiddleware.__call__.<locals>.middleware"
+AUTH_OWN = "auth layer itself (middleware frames above the route)"
+
+
+def _header(headers: dict[str, str]) -> str | None:
+    return next((f"{k}: {v}" for k, v in headers.items()), None)
+
+
+def profile_server(child: Child, url: str, header: str | None, rps: float) -> dict[str, Any]:
+    """py-spy the server's event-loop thread under wrk load: each frame's share, in µs per request.
+
+    µs per request = share of the loop thread's samples x (1 / unprofiled req/s), which
+    holds because one busy event-loop thread serves every request.
+    """
+    assert child.proc is not None
+    out = child.cwd / f"{child.name}.pyspy.txt"
+    argv = ["wrk", "-t1", "-c32", "-d9s", *(["-H", header] if header else []), url]
+    load = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        subprocess.run(
+            [
+                shutil.which("py-spy") or "py-spy",
+                "record",
+                "--format",
+                "raw",
+                "-r",
+                "400",
+                "-d",
+                "5",
+                "-o",
+                str(out),
+                "--pid",
+                str(child.proc.pid),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    finally:
+        load.wait(30)
+    shares: dict[str, float] = dict.fromkeys((*PROFILE_FRAMES, AUTH_OWN), 0.0)
+    leaves: dict[str, float] = {}
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [re.sub(r" \(.*\)$", "", f) for f in stack.split(";")]
+        if "Runner.run" not in frames:
+            continue  # another thread: the store's writer, anyio's workers, idle
+        n = int(count)
+        total += n
+        for name in PROFILE_FRAMES:
+            if name in frames:
+                shares[name] += n
+        if AUTH_LAYER in frames and "HTTPRoute.handle" not in frames:
+            shares[AUTH_OWN] += n
+        leaves[frames[-1]] = leaves.get(frames[-1], 0) + n
+    per_request = 1e6 / rps
+    top = sorted(leaves.items(), key=lambda kv: kv[1], reverse=True)[:10]
+    return {
+        "samples": total,
+        "us_per_request": per_request,
+        "frames_us": {k: v / total * per_request for k, v in shares.items()},
+        "self_us": {k: v / total * per_request for k, v in top},
+    }
+
+
+def bench_throughput(log_dir: Path, quick: bool, profile: bool = False) -> dict[str, Any]:
     """Progress route vs a constant Litestar handler: alternating wrk runs on live servers."""
     import httpx
 
-    rounds, seconds, warm = (2, 2, 1) if quick else (5, 4, 1)
+    rounds, seconds, warm = (2, 2, 1) if quick else (5, 3, 1)
     threads, connections = 1, 32
     auth = {"Authorization": f"Bearer {TOKEN}"}
+    small = ("tiny", {"rows": 1000}, "completed")
+    long = ("chain", {"x": 0}, "completed")
+    running = ("gate", {}, "running")
     targets: dict[str, dict[str, Any]] = {
         "stepstream, sqlite store": {
             "child": stepstream_serve(log_dir, "tp-sqlite", "sqlite"),
             "headers": {},
+            "run": small,
         },
         "stepstream, memory store": {
             "child": stepstream_serve(log_dir, "tp-memory", "memory"),
             "headers": {},
+            "run": small,
         },
-        "stepstream, sqlite + bearer token": {
-            "child": stepstream_serve(log_dir, "tp-token", "sqlite", "--token", TOKEN),
+        "stepstream, memory + bearer token": {
+            "child": stepstream_serve(log_dir, "tp-token", "memory", "--token", TOKEN),
             "headers": auth,
+            "run": small,
+        },
+        f"stepstream, sqlite, {STEPS}-step execution": {
+            "child": stepstream_serve(log_dir, "tp-sqlite-long", "sqlite"),
+            "headers": {},
+            "run": long,
+        },
+        "stepstream, sqlite, running execution": {
+            "child": stepstream_serve(log_dir, "tp-sqlite-running", "sqlite"),
+            "headers": {},
+            "run": running,
         },
     }
     children = [t["child"] for t in targets.values()]
     try:
-        body = None
         for target in targets.values():
             url = target["child"].start()
-            execution_id = finished_execution(url, target["headers"])
+            execution_id = started_execution(url, target["headers"], *target["run"])
             target["url"] = f"{url}/api/v1/executions/{execution_id}/progress"
             response = httpx.get(target["url"], headers=target["headers"])
             response.raise_for_status()
-            body = body or response.text
             target["body"] = response.text
-        baseline = helper_child(log_dir, "tp-const", "_const", body or "")
+        baseline = helper_child(
+            log_dir, "tp-const", "_const", targets["stepstream, sqlite store"]["body"]
+        )
         children.append(baseline)
         base_url = baseline.start()
         everyone = {
-            "litestar constant (baseline)": {
+            THROUGHPUT_BASELINE: {
+                "child": baseline,
                 "url": f"{base_url}/api/v1/executions/some-id/progress",
                 "headers": {},
                 "body": httpx.get(f"{base_url}/api/v1/executions/some-id/progress").text,
@@ -576,19 +704,28 @@ def bench_throughput(log_dir: Path, quick: bool) -> dict[str, Any]:
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in everyone}
         names = list(everyone)
         for name in names:
-            t = everyone[name]
-            header = next((f"{k}: {v}" for k, v in t["headers"].items()), None)
-            wrk(t["url"], warm, threads, connections, header)
+            wrk(
+                everyone[name]["url"],
+                warm,
+                threads,
+                connections,
+                _header(everyone[name]["headers"]),
+            )
         for round_no in range(rounds):
-            order = names[round_no % len(names) :] + names[: round_no % len(names)]
-            for name in order:
+            for name in names[round_no % len(names) :] + names[: round_no % len(names)]:
                 t = everyone[name]
-                header = next((f"{k}: {v}" for k, v in t["headers"].items()), None)
-                runs[name].append(wrk(t["url"], seconds, threads, connections, header))
+                runs[name].append(
+                    wrk(t["url"], seconds, threads, connections, _header(t["headers"]))
+                )
+        profiles = {}
+        if profile:
+            for name, t in everyone.items():
+                rps = statistics.median(r["rps"] for r in runs[name])
+                profiles[name] = profile_server(t["child"], t["url"], _header(t["headers"]), rps)
     finally:
         for child in children:
             child.stop()
-    base = summary([r["rps"] for r in runs["litestar constant (baseline)"]])
+    base = summary([r["rps"] for r in runs[THROUGHPUT_BASELINE]])
     result: dict[str, Any] = {
         "settings": {
             "wrk": f"-t{threads} -c{connections} -d{seconds}s",
@@ -598,6 +735,8 @@ def bench_throughput(log_dir: Path, quick: bool) -> dict[str, Any]:
         },
         "rows": {},
     }
+    if profiles:
+        result["profiles"] = profiles
     for name in everyone:
         rps = summary([r["rps"] for r in runs[name]])
         result["rows"][name] = {
@@ -618,7 +757,16 @@ def run_clients(kind: str, url: str, seconds: float, log_dir: Path) -> dict[str,
     """Run the client process against a server and read its measurements."""
     out = log_dir / f"clients-{kind}.json"
     subprocess.run(
-        [sys.executable, str(THIS_FILE), "_clients", kind, url, str(SUBSCRIBERS), str(seconds), str(out)],
+        [
+            sys.executable,
+            str(THIS_FILE),
+            "_clients",
+            kind,
+            url,
+            str(SUBSCRIBERS),
+            str(seconds),
+            str(out),
+        ],
         check=True,
         timeout=seconds + 120,
         cwd=log_dir,
@@ -639,7 +787,7 @@ def run_clients(kind: str, url: str, seconds: float, log_dir: Path) -> dict[str,
 
 def bench_fanout(log_dir: Path, quick: bool) -> dict[str, Any]:
     """stepstream's WebSocket fan-out vs a plain ASGI broadcast, alternating fresh servers."""
-    rounds, seconds = (1, 2.0) if quick else (3, 5.0)
+    rounds, seconds = (1, 2.0) if quick else (4, 4.0)
     template = broadcast_template()
     baseline = "plain ASGI broadcast (baseline)"
     servers: dict[str, Callable[[int], Child]] = {
@@ -797,10 +945,18 @@ def environment() -> dict[str, Any]:
     dirty = bool(
         subprocess.run(
             ["git", "status", "--porcelain", "framework", "server"],
-            capture_output=True, text=True, cwd=root,
+            capture_output=True,
+            text=True,
+            cwd=root,
         ).stdout.strip()
-    )  # fmt: skip
-    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    )
+    wrk = shutil.which("wrk")
+    wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout if wrk else ""
+    sources = hashlib.sha256()
+    for path in sorted((root / "framework" / "stepstream").rglob("*.py")) + sorted(
+        (root / "server" / "stepstream_server").rglob("*.py")
+    ):
+        sources.update(path.read_bytes())
     return {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -808,12 +964,21 @@ def environment() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
         "commit": commit + ("+dirty" if dirty else ""),
-        "wrk": wrk_version,
+        "sources_sha256": sources.hexdigest()[:12],  # framework + server, dirty tree included
+        "wrk": wrk_version.split("\n")[0],
         "versions": {
             p: metadata.version(p)
-            for p in ("stepstream", "stepstream-server", "litestar", "uvicorn", "httptools",
-                      "uvloop", "websockets", "msgspec")
-        },  # fmt: skip
+            for p in (
+                "stepstream",
+                "stepstream-server",
+                "litestar",
+                "uvicorn",
+                "httptools",
+                "uvloop",
+                "websockets",
+                "msgspec",
+            )
+        },
     }
 
 
@@ -829,7 +994,15 @@ def show(results: dict[str, Any]) -> None:
             title=f"1a. GET …/progress throughput (wrk {r['settings']['wrk']}, "
             f"{r['settings']['rounds']} alternating rounds)"
         )
-        for col in ("server", "req/s median ± ½IQR", "ratio", "target", "p50 ms", "p99 ms", "non-2xx"):
+        for col in (
+            "server",
+            "req/s median ± ½IQR",
+            "ratio",
+            "target",
+            "p50 ms",
+            "p99 ms",
+            "non-2xx",
+        ):
             table.add_column(col, justify="left" if col == "server" else "right")
         for name, row in r["rows"].items():
             is_base = "baseline" in name
@@ -843,6 +1016,24 @@ def show(results: dict[str, Any]) -> None:
                 str(row["non_2xx"]),
             )
         console.print(table)
+        if "profiles" in r:
+            names = list(r["profiles"])
+            ptable = Table(
+                title="where a request's time goes: py-spy of each server's event loop under wrk, "
+                "µs per request (inclusive)"
+            )
+            ptable.add_column("frame", no_wrap=True)
+            for name in names:
+                ptable.add_column(SHORT.get(name, name), justify="right")
+            ptable.add_row(
+                "one request (1 / req/s)",
+                *(f"{r['profiles'][n]['us_per_request']:.0f}" for n in names),
+            )
+            for frame in (*PROFILE_FRAMES, AUTH_OWN):
+                ptable.add_row(
+                    frame, *(f"{r['profiles'][n]['frames_us'][frame]:.1f}" for n in names)
+                )
+            console.print(ptable)
     if "fanout" in results:
         r = results["fanout"]
         s = r["settings"]
@@ -850,8 +1041,18 @@ def show(results: dict[str, Any]) -> None:
             title=f"1b. Fan-out to {s['subscribers']} WebSocket subscribers "
             f"({s['seconds']:.0f} s of emission, {s['rounds']} rounds each)"
         )
-        for col in ("server", "delivered/s (sum)", "rate ratio", "emitted/s", "p50 ms",
-                    "p99 ms", "max ms", "msg bytes", "server CPU", "client CPU"):  # fmt: skip
+        for col in (
+            "server",
+            "delivered/s (sum)",
+            "rate ratio",
+            "emitted/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "msg bytes",
+            "server CPU",
+            "client CPU",
+        ):
             table.add_column(col, justify="left" if col == "server" else "right")
         for name, row in r["rows"].items():
             table.add_row(
@@ -869,7 +1070,7 @@ def show(results: dict[str, Any]) -> None:
         console.print(table)
         console.print(
             f"targets: p99 < {TARGET_P99_MS:.0f} ms, delivered rate ≥ "
-            f"{TARGET_FANOUT_RATE_RATIO} × baseline"
+            f"{TARGET_FANOUT_RATE_RATIO} x baseline"
         )
     if "e2e" in results:
         r = results["e2e"]
@@ -892,11 +1093,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer and shorter rounds")
     parser.add_argument("--only", action="append", choices=["throughput", "fanout", "e2e"])
     parser.add_argument("--out", type=Path, help="JSON results file")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy each server of section 1 (needs py-spy)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None and (not args.only or "throughput" in args.only):
         sys.exit("wrk is needed for the throughput section: apt-get install -y wrk")
+    if args.profile and shutil.which("py-spy") is None:
+        sys.exit(
+            "--profile needs py-spy: uv run --with py-spy python benchmarks/bench_server.py ..."
+        )
     sections: dict[str, Callable[[Path, bool], dict[str, Any]]] = {
-        "throughput": bench_throughput,
+        "throughput": lambda tmp, quick: bench_throughput(tmp, quick, args.profile),
         "fanout": bench_fanout,
         "e2e": bench_e2e,
     }

@@ -1,14 +1,15 @@
-"""Benchmarks of the SQLite store, each against the memory store or a floor measured in the same run.
+"""Benchmarks of the SQLite store, against the memory store or a floor measured in the same run.
 
-Run:  uv run python benchmarks/bench_store.py             (about 2 minutes)
+Run:  uv run python benchmarks/bench_store.py             (under a minute)
       uv run python benchmarks/bench_store.py --quick     (smoke run: 1,000 executions)
 Options: --only steps|history (repeatable), --profile (always profile section 1),
 --out PATH (JSON file).
 
 1. steps: per-step overhead of a 1,000-step sync pipeline with `Engine(store="sqlite:///…")`
    against `Engine(store="memory://")`, `await engine.run(...)`, interleaved rounds, minus
-   a plain loop; with the producing (worker) thread's CPU time per step and a cProfile of
-   that thread when the ratio misses its target.
+   a plain loop; with the producing (worker) thread's CPU time per step, and a cProfile of
+   the worker thread and the writer thread's commit costs when the ratio misses its target
+   (or with --profile).
 2. history: 10,000 executions of a small pipeline recorded in SQLite; list-page and
    single-record latency through `store.list`/`store.get` and through a real
    `stepstream serve` (GET /api/v1/executions?limit=50, GET /api/v1/executions/{id}),
@@ -94,7 +95,6 @@ async def bench_steps(tmp: Path, quick: bool, profile: bool) -> dict[str, Any]:
         "memory": Engine(store="memory://", load_entrypoints=False),
         "sqlite": Engine(store=f"sqlite:///{db}", load_entrypoints=False),
     }
-    sqlite_store = engines["sqlite"].tracker.store
     samples: dict[str, dict[str, list[float]]] = {
         name: {"wall": [], "cpu": [], "inner_wall": [], "inner_thread_cpu": [], "flush": []}
         for name in ("plain", *engines)
@@ -107,8 +107,9 @@ async def bench_steps(tmp: Path, quick: bool, profile: bool) -> dict[str, Any]:
             x = fn(x)
         if round_no >= warmup:
             samples["plain"]["wall"].append(perf_counter() - began)
-        order = list(engines) if round_no % 2 else list(reversed(engines))
-        for name in order:
+        names = list(engines)
+        shift = round_no % len(names)
+        for name in names[shift:] + names[:shift]:
             gc.collect()
             cpu_began = process_time()
             record = await engines[name].run(chain, {"x": 0})
@@ -148,7 +149,8 @@ async def bench_steps(tmp: Path, quick: bool, profile: bool) -> dict[str, Any]:
         / rows["memory"]["worker_cpu_per_step_us"]["median"],
     }
     executions = warmup + repeats
-    sqlite_store.close()
+    for engine in engines.values():
+        engine.tracker.store.close()
     result["db_bytes_per_execution"] = _db_bytes(db) / executions
     if profile or ratio > TARGET_RATIO:
         result["profiles"] = await _profiles(tmp, chain, marks, 3 if quick else 20)
@@ -166,9 +168,10 @@ async def _profiles(tmp: Path, chain: Pipeline, marks: Marks, runs: int) -> dict
     for name, url in (("memory", "memory://"), ("sqlite", f"sqlite:///{tmp / 'profile.db'}")):
         engine = Engine(store=url, load_entrypoints=False)
         await engine.run(chain, {"x": 0})
+        commits = _time_commits(engine.tracker.store)
         marks.profiler = cProfile.Profile()
         for _ in range(runs):
-            await engine.run(chain, {"x": 0})
+            record = await engine.run(chain, {"x": 0})
             engine.tracker.store.flush()
         profiler, marks.profiler = marks.profiler, None
         engine.tracker.store.close()
@@ -196,10 +199,41 @@ async def _profiles(tmp: Path, chain: Pipeline, marks: Marks, runs: int) -> dict
             "top": top,
             "text": text.getvalue(),
         }
+        if commits is not None:
+            began = perf_counter()
+            for _ in range(20):
+                encoded = encode(record)
+            found[name]["writer"] = {
+                "commits_per_execution": len(commits) / runs,
+                "events_per_commit": statistics.median(c[2] for c in commits),
+                "cpu_ms_per_execution": sum(c[1] for c in commits) / runs * 1e3,
+                "wall_ms_per_execution": sum(c[0] for c in commits) / runs * 1e3,
+                "record_bytes": len(encoded),
+                "encode_record_us": (perf_counter() - began) / 20 * 1e6,
+            }
     return found
 
 
-# -- 2. 10,000 recorded executions ------------------------------------------------------------------
+def _time_commits(store: Any) -> list[tuple[float, float, int]] | None:
+    """Time the SQLite writer thread's commits (wall, its CPU, events) by wrapping this instance's
+    `_write`; None for a store without a writer thread."""
+    if not isinstance(store, SqliteStore):
+        return None
+    commits: list[tuple[float, float, int]] = []
+    write = store._write
+
+    def timed(batch: dict[str, Any]) -> str | None:
+        began, cpu_began = perf_counter(), thread_time()
+        failure = write(batch)
+        events = sum(len(tail.events) for tail in batch.values())
+        commits.append((perf_counter() - began, thread_time() - cpu_began, events))
+        return failure
+
+    store._write = timed  # type: ignore[method-assign]
+    return commits
+
+
+# -- 2. 10,000 recorded executions ------------------------------------------------------------
 
 
 small = Pipeline("small", description="Three steps, one of them counting items")
@@ -333,7 +367,7 @@ def bench_history(tmp: Path, quick: bool) -> dict[str, Any]:
     }
 
 
-# -- reporting ---------------------------------------------------------------------------------------
+# -- reporting --------------------------------------------------------------------------------
 
 
 def show(results: dict[str, Any]) -> None:
@@ -346,21 +380,32 @@ def show(results: dict[str, Any]) -> None:
         r = results["steps"]
         s = r["settings"]
         table = Table(
-            title=f"2a. {STEPS}-step sync pipeline, engine.run per store ({s['repeats']} interleaved "
-            f"rounds after {s['warmup']}; plain loop {r['plain_loop_us']:.0f} µs subtracted)"
+            title=f"2a. {STEPS}-step sync pipeline, engine.run per store ({s['repeats']} "
+            f"interleaved rounds after {s['warmup']}; plain loop {r['plain_loop_us']:.0f} µs "
+            "subtracted)"
         )
-        for col in ("store", "µs/step (wall)", "ratio", "target", "worker-thread CPU µs/step",
-                    "process CPU µs/step", "µs/step inside steps", "flush after run ms"):  # fmt: skip
+        for col in (
+            "store",
+            "µs/step (wall)",
+            "ratio",
+            "target",
+            "worker-thread CPU µs/step",
+            "process CPU µs/step",
+            "µs/step inside steps",
+            "flush after run ms",
+        ):
             table.add_column(col, justify="left" if col == "store" else "right")
         memory = r["rows"]["memory"]
         for name, row in r["rows"].items():
-            cpu_ratio = row["worker_cpu_per_step_us"]["median"] / memory["worker_cpu_per_step_us"]["median"]
+            cpu_ratio = (
+                row["worker_cpu_per_step_us"]["median"] / memory["worker_cpu_per_step_us"]["median"]
+            )
             table.add_row(
                 name,
                 fmt(row["per_step_us"], digits=1),
                 f"{row['per_step_us']['median'] / memory['per_step_us']['median']:.2f}",
-                "" if name == "memory" else f"≤ {TARGET_RATIO}",
-                f"{fmt(row['worker_cpu_per_step_us'], digits=1)} ({cpu_ratio:.2f}×)",
+                f"≤ {TARGET_RATIO}" if name == "sqlite" else "",
+                f"{fmt(row['worker_cpu_per_step_us'], digits=1)} ({cpu_ratio:.2f}x)",
                 fmt(row["process_cpu_per_step_us"], digits=1),
                 fmt(row["inner_per_step_us"], digits=1),
                 fmt(row["flush_ms"], digits=2),
@@ -385,6 +430,16 @@ def show(results: dict[str, Any]) -> None:
                     f"{e['cumtime_us_per_step']:.2f}",
                 )
             console.print(ptable)
+            writer = prof.get("writer")
+            if writer:
+                console.print(
+                    f"writer thread: {writer['commits_per_execution']:.1f} commits per execution "
+                    f"({writer['events_per_commit']:.0f} events each), "
+                    f"{writer['cpu_ms_per_execution']:.2f} ms CPU and "
+                    f"{writer['wall_ms_per_execution']:.2f} ms wall per execution; each commit "
+                    f"re-encodes the record ({writer['record_bytes'] / 1024:.0f} KiB, "
+                    f"{writer['encode_record_us']:.0f} µs)"
+                )
     if "history" in results:
         r = results["history"]
         w = r["written"]
@@ -396,12 +451,15 @@ def show(results: dict[str, Any]) -> None:
             table.add_column(col, justify="left" if col == "read" else "right")
         for group in ("store", "server"):
             for name, t in r[group].items():
-                table.add_row(name, fmt(t, digits=3), f"{t['p90']:.3f}", f"{t['p99']:.3f}", f"{t['max']:.3f}")
+                table.add_row(
+                    name, fmt(t, digits=3), f"{t['p90']:.3f}", f"{t['p99']:.3f}", f"{t['max']:.3f}"
+                )
         console.print(table)
         console.print(
-            f"database: {w['db_bytes'] / 2**20:.1f} MiB, {r['db_bytes_per_execution']:,.0f} bytes per "
-            f"execution (record JSON {w['record_json_bytes']} B, {w['events_per_execution']} events "
-            f"{w['events_json_bytes']} B); recorded in {w['run_seconds']:.1f} s "
+            f"database: {w['db_bytes'] / 2**20:.1f} MiB, {r['db_bytes_per_execution']:,.0f} "
+            f"bytes per execution (record JSON {w['record_json_bytes']} B, "
+            f"{w['events_per_execution']} events {w['events_json_bytes']} B); "
+            f"recorded in {w['run_seconds']:.1f} s "
             f"({w['executions'] / w['run_seconds']:,.0f} executions/s), all committed after "
             f"{w['until_committed_seconds']:.1f} s"
         )
