@@ -13,6 +13,9 @@ T = TypeVar("T")
 
 DEFAULT_INTERVAL = 0.05
 MIN_POKE_PERIOD = 0.01
+# Fast `message`/`check` calls double the stride on every call; unbounded, it grows
+# into an integer of that many bits and each call costs more than the last.
+MAX_STRIDE = 1 << 20
 
 
 class Throttle:
@@ -153,7 +156,7 @@ class Progress:
         target = throttle.interval / 8 or 0.001
         gap = now - self._last_tick
         self._last_tick = now
-        if gap < target / 2:
+        if gap < target / 2 and self._stride < MAX_STRIDE:
             self._stride *= 2
         elif gap > target * 2 and self._stride > 1:
             self._stride //= 2

@@ -24,6 +24,11 @@ from .events import TERMINAL_EVENTS, Event, ProgressEvent, StatusEvent
 WATCH_BUFFER = 10_000  # queued items a watcher may hold before it ends with SubscriptionOverflow
 
 
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class Subscription:
     """Async iterator over events; a single-execution one ends after the terminal event.
 
@@ -46,6 +51,8 @@ class Subscription:
         self._last_seq: dict[str, int] = {}
         self._after = 0
         self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the reader's, from its first wait
+        self._loop_thread = 0
         self._unsubscribe: Callable[[Subscription], None] | None = unsubscribe
         self._single = execution_id is not None
         self._limit = sys.maxsize if self._single else WATCH_BUFFER
@@ -106,21 +113,15 @@ class Subscription:
         self._queue.clear()
         self._latest_progress.clear()
 
-    @staticmethod
-    def _wake(waiter: asyncio.Future[None]) -> None:
-        def resolve() -> None:
-            if not waiter.done():
-                waiter.set_result(None)
-
+    def _wake(self, waiter: asyncio.Future[None]) -> None:
+        """Resolve now on the reader's thread, else via its loop; a thread id costs no getpid()."""
         loop = waiter.get_loop()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            resolve()
-        elif not loop.is_closed():
-            loop.call_soon_threadsafe(resolve)
+        if loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            _resolve(waiter)
+        else:
+            loop.call_soon_threadsafe(_resolve, waiter)
 
     def _is_new(self, event: Event) -> bool:
         if event.seq <= self._last_seq.get(event.execution_id, self._after):
@@ -143,7 +144,11 @@ class Subscription:
                 if self._is_new(event):
                     return event
             if not self._ended:
-                self._waiter = asyncio.get_running_loop().create_future()
+                loop = self._loop
+                if loop is None:
+                    loop = self._loop = asyncio.get_running_loop()
+                    self._loop_thread = threading.get_ident()
+                self._waiter = loop.create_future()
             return None
 
     def __aiter__(self) -> Subscription:

@@ -71,6 +71,10 @@ def run(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        # zlib lets go of the GIL twice per compressed frame, and with a sync step
+        # spinning each retake can wait a switch interval: deflate cut a 100-reader
+        # fan-out to a quarter. Progress frames are ~250 bytes; send them plain.
+        ws_per_message_deflate=False,
         ws_ping_interval=20.0,  # keeps idle progress streams alive through proxies
         ws_ping_timeout=20.0,  # and drops a peer that stopped answering
     )

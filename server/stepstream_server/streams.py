@@ -34,8 +34,17 @@ GONE = (WebSocketDisconnect, OSError)
 RESYNC = "too far behind, events were dropped: read GET /api/v1/executions, then watch again"
 
 
+_last_sent: tuple[Event | None, str] = (None, "")
+
+
 async def _send(socket: WebSocket, event: Event) -> None:
-    await socket.send_text(encode(event))
+    """Send one event as JSON text, encoded once for the many subscribers that send it in turn."""
+    global _last_sent
+    last, text = _last_sent
+    if last is not event:
+        text = encode(event).decode()
+        _last_sent = (event, text)
+    await socket.send_text(text)
 
 
 async def _until_disconnect(socket: WebSocket, scope: anyio.CancelScope) -> None:

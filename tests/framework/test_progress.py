@@ -192,3 +192,13 @@ async def test_updates_keep_flowing_when_items_slow_down_after_a_fast_burst() ->
     assert record.outputs == 300_040
     during_slow_part = [c for c in recorder.of("step_progress") if 300_000 < c["done"] < 300_040]
     assert len(during_slow_part) >= 3, "0.4 s of slow items should give several updates"
+
+
+def test_the_clock_check_stride_stays_bounded_however_long_a_fast_loop_runs() -> None:
+    """An unbounded stride grew into a huge int, making each call slower than the last."""
+    from stepstream.progress import MAX_STRIDE, Progress, Throttle
+
+    progress = Progress(lambda _: None, Throttle(interval=0.05))
+    for _ in range(2_000_000):
+        progress.check()
+    assert progress._stride <= MAX_STRIDE
