@@ -1,4 +1,4 @@
-"""Fan-out on the subscribers' event loop, so a busy step thread pays once per event, not per reader.
+"""Fan-out on the subscribers' loop: a busy step thread pays once per event, not per reader.
 
 A sync step publishes from its worker thread. Pushing each event to a hundred
 subscriptions from there costs a hundred wake-ups of the event loop, all paid

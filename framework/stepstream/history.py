@@ -27,6 +27,8 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
+from .stores import step_durations_of
+
 if TYPE_CHECKING:
     from .events import ExecutionRecord, StepState
     from .stores import ExecutionStore
@@ -54,11 +56,7 @@ class _PipelineHistory:
 
     def medians(self, step_names: list[str]) -> tuple[list[float], list[float]] | None:
         """Per-step medians over the newest runs, then the loaded ones; None if a step has none."""
-        durations: dict[str, list[float]] = {}
-        for steps in self.runs:
-            for step in steps:
-                if step.status == "completed" and step.duration_seconds is not None:
-                    durations.setdefault(step.name, []).append(step.duration_seconds)
+        durations = step_durations_of(self.runs)
         medians = []
         for name in step_names:
             recent = (durations.get(name, []) + self.loaded.get(name, []))[:KEEP]

@@ -235,7 +235,7 @@ class Pipeline:
         return converted
 
     def for_inputs(self, inputs: dict[str, Any]) -> Pipeline:
-        """The pipeline to run for these validated inputs; a subclass may shape its steps by them."""
+        """The pipeline to run for these validated inputs; a subclass may shape steps by them."""
         return self
 
     def input_schema(self) -> dict[str, Any]:

@@ -53,25 +53,13 @@ if TYPE_CHECKING:
 
 
 def _state_at(record: ExecutionRecord, log: list[Event], seq: int) -> StatusEvent:
-    """The status message of `record` as its log says it stood at `seq`."""
-    status, progress = "pending", None
-    for event in log:
-        progress = getattr(event, "progress", progress)
-        if isinstance(event, StatusEvent):
-            status = event.status
-        elif isinstance(event, StartedEvent):
-            status = "running"
-        elif not isinstance(event, ProgressEvent):
-            status = {CompletedEvent: "completed", FailedEvent: "failed"}.get(
-                type(event), "cancelled"
-            )
-    return StatusEvent(
-        execution_id=record.execution_id,
-        seq=seq,
-        status=status,
-        pipeline=record.pipeline,
-        progress=progress,
+    """The status message of `record` as its log says it stood at `seq`: the log folded anew."""
+    past = msgspec.structs.replace(
+        record, status="pending", progress=None, steps=list(record.steps)
     )
+    for event in log:
+        apply_event(past, event)
+    return status_of(past, seq=seq)
 
 
 def _step_left(expected: float, step_elapsed: float, fraction: float) -> float:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import StoreError
-from ..events import Event, ExecutionRecord, Status
+from ..events import Event, ExecutionRecord, Status, StepState
 
 if TYPE_CHECKING:
     from ..plugins import PluginManager
@@ -71,11 +71,11 @@ class ExecutionStore(Protocol):
         ...
 
 
-def step_durations_of(records: Iterable[ExecutionRecord]) -> dict[str, list[float]]:
-    """`{step name: [duration, ...]}` of the completed steps of `records`, in their order."""
+def step_durations_of(runs: Iterable[Iterable[StepState]]) -> dict[str, list[float]]:
+    """`{step name: [duration, ...]}` of the completed steps of `runs` (step lists), in order."""
     durations: dict[str, list[float]] = {}
-    for record in records:
-        for step in record.steps:
+    for steps in runs:
+        for step in steps:
             if step.status == "completed" and step.duration_seconds is not None:
                 durations.setdefault(step.name, []).append(step.duration_seconds)
     return durations

@@ -86,7 +86,8 @@ class MemoryStore:
 
     def step_durations(self, pipeline: str, limit: int = 20) -> dict[str, list[float]]:
         """Durations of each step over the last `limit` completed executions, newest first."""
-        return step_durations_of(self.list(status="completed", pipeline=pipeline, limit=limit))
+        completed = self.list(status="completed", pipeline=pipeline, limit=limit)
+        return step_durations_of(r.steps for r in completed)
 
     def prune(self, keep_count: int | None = None, keep_age_seconds: float | None = None) -> int:
         """Forget finished executions beyond the newest `keep_count` or older than the age."""
