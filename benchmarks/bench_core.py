@@ -29,11 +29,12 @@ from typing import Any
 import anyio
 import msgspec
 import pluggy
-import stepstream
 from rich.console import Console
 from rich.table import Table
-from stepstream import Engine, Pipeline, Progress
 from tqdm import tqdm
+
+import stepstream
+from stepstream import Engine, Pipeline, Progress
 
 STEPS = 1_000
 STEP_REPEATS = 21  # rounds of section 1; one round of every peer takes ~35 ms
@@ -322,7 +323,7 @@ def bench_progress(calls: int, repeats: int, warmup: int) -> dict[str, Any]:
             async def measure() -> float:
                 record = await engine.run(pipeline, {"mode": mode, "n": calls})
                 assert record.status == "completed", record.error
-                logged = len(engine.tracker.events(record.execution_id))
+                logged = len(engine.events(record.execution_id))
                 events["emitted"] = max(events["emitted"], record.last_seq)
                 events["logged"] = max(events["logged"], logged)
                 return float(record.outputs)
@@ -425,8 +426,8 @@ def bench_memory() -> dict[str, Any]:
             )
             - outputs_bytes
         )
-        record = engine.tracker.get(execution_id)
-        events = engine.tracker.events(execution_id)
+        record = engine.get(execution_id)
+        events = engine.events(execution_id)
         record_json = len(msgspec.json.encode(record))
         events_json = sum(len(msgspec.json.encode(e)) for e in events)
         kinds: dict[str, int] = {}

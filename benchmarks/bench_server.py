@@ -46,6 +46,7 @@ from time import monotonic_ns, perf_counter
 from typing import Any
 
 import msgspec
+
 from stepstream import Pipeline, Progress, ProgressSnapshot
 
 THIS_FILE = Path(__file__).resolve()
@@ -365,8 +366,8 @@ class Broadcast:
 
 def broadcast_template() -> str:
     """A stepstream progress event of the `fanout` step, its message replaced by `@TS@`."""
-    from stepstream.events import ProgressEvent, encode
-    from stepstream.ids import new_execution_id
+    from stepstream.model.events import ProgressEvent, encode
+    from stepstream.model.ids import new_execution_id
 
     event = ProgressEvent(
         execution_id=new_execution_id(),

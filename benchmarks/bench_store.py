@@ -36,8 +36,9 @@ from typing import Any
 import anyio
 import msgspec
 from bench_server import Child, environment, fmt, percentile, stepstream_serve, summary
+
 from stepstream import Engine, Pipeline, Progress
-from stepstream.events import encode
+from stepstream.model.events import encode
 from stepstream.stores.sqlite import SqliteStore
 
 STEPS = 1_000
@@ -115,7 +116,7 @@ async def bench_steps(tmp: Path, quick: bool, profile: bool) -> dict[str, Any]:
             record = await engines[name].run(chain, {"x": 0})
             cpu = process_time() - cpu_began
             flush_began = perf_counter()
-            engines[name].tracker.store.flush()
+            engines[name].store.flush()
             flushed = perf_counter() - flush_began
             assert record.status == "completed" and record.outputs == STEPS
             if round_no < warmup:
@@ -150,7 +151,7 @@ async def bench_steps(tmp: Path, quick: bool, profile: bool) -> dict[str, Any]:
     }
     executions = warmup + repeats
     for engine in engines.values():
-        engine.tracker.store.close()
+        engine.store.close()
     result["db_bytes_per_execution"] = _db_bytes(db) / executions
     if profile or ratio > TARGET_RATIO:
         result["profiles"] = await _profiles(tmp, chain, marks, 3 if quick else 20)
@@ -168,13 +169,13 @@ async def _profiles(tmp: Path, chain: Pipeline, marks: Marks, runs: int) -> dict
     for name, url in (("memory", "memory://"), ("sqlite", f"sqlite:///{tmp / 'profile.db'}")):
         engine = Engine(store=url, load_entrypoints=False)
         await engine.run(chain, {"x": 0})
-        commits = _time_commits(engine.tracker.store)
+        commits = _time_commits(engine.store)
         marks.profiler = cProfile.Profile()
         for _ in range(runs):
             record = await engine.run(chain, {"x": 0})
-            engine.tracker.store.flush()
+            engine.store.flush()
         profiler, marks.profiler = marks.profiler, None
-        engine.tracker.store.close()
+        engine.store.close()
         stats = pstats.Stats(profiler)
         total = stats.total_tt  # type: ignore[attr-defined]
         calls = (runs * (STEPS - 1)) or 1
@@ -258,7 +259,7 @@ def save(total: int) -> dict[str, int]:
 async def record_executions(db: Path, count: int) -> dict[str, Any]:
     """Run `small` `count` times into a fresh SQLite file; how long it took and what it wrote."""
     engine = Engine(store=f"sqlite:///{db}", load_entrypoints=False)
-    store = engine.tracker.store
+    store = engine.store
     began = perf_counter()
     last = None
     for _ in range(count):

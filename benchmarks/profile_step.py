@@ -48,8 +48,9 @@ from bench_core import (
     make_pipeline,
     make_step_functions,
 )
+
 from stepstream import Engine, Pipeline, hookimpl, hookspecs
-from stepstream.events import ProgressEvent, ProgressSnapshot, StepState
+from stepstream.model.events import ProgressEvent, ProgressSnapshot, StepState
 from stepstream.stores.memory import MemoryStore
 
 console = Console(width=132)

@@ -1,41 +1,90 @@
-"""stepstream: pipelines of decorated steps whose progress you can watch."""
+"""stepstream: pipelines of decorated steps whose progress you can watch.
 
-from .engine import Engine, StepFailedError
+What pipeline authors, users of the engine and plugin authors need is here;
+everything else is internal.
+"""
+
+from .authoring.pipeline import InputField, Pipeline, Step
+from .authoring.progress import DEFAULT_INTERVAL as DEFAULT_PROGRESS_INTERVAL
+from .authoring.progress import Progress
 from .errors import (
     Cancelled,
+    ExecutionElsewhere,
     ExecutionFinished,
     InputError,
     PipelineDefinitionError,
+    PluginConflict,
+    StepFailedError,
     StepstreamError,
     StoreError,
     SubscriptionOverflow,
     UnknownExecution,
 )
-from .events import ErrorInfo, ExecutionRecord, ProgressSnapshot, StepState
-from .pipeline import Pipeline, Step
-from .plugins import hookimpl, make_plugin_manager
-from .progress import Progress
-from .tracker import Tracker
+from .hookspecs import hookimpl, hookspec
+from .model.events import (
+    AnyEvent,
+    CancelledEvent,
+    CompletedEvent,
+    ErrorEvent,
+    ErrorInfo,
+    Event,
+    ExecutionRecord,
+    FailedEvent,
+    ProgressEvent,
+    ProgressSnapshot,
+    StartedEvent,
+    Status,
+    StatusEvent,
+    StepState,
+    decode_event,
+    encode,
+)
+from .model.fold import apply_event, status_of
+from .plugins import PluginManager, make_plugin_manager
+from .runtime.engine import Engine
+from .stores import ExecutionStore
+from .tracking.subscriptions import Subscription
 
 __all__ = [
+    "DEFAULT_PROGRESS_INTERVAL",
+    "AnyEvent",
     "Cancelled",
+    "CancelledEvent",
+    "CompletedEvent",
     "Engine",
+    "ErrorEvent",
     "ErrorInfo",
+    "Event",
+    "ExecutionElsewhere",
     "ExecutionFinished",
     "ExecutionRecord",
+    "ExecutionStore",
+    "FailedEvent",
     "InputError",
+    "InputField",
     "Pipeline",
     "PipelineDefinitionError",
+    "PluginConflict",
+    "PluginManager",
     "Progress",
+    "ProgressEvent",
     "ProgressSnapshot",
+    "StartedEvent",
+    "Status",
+    "StatusEvent",
     "Step",
     "StepFailedError",
     "StepState",
     "StepstreamError",
     "StoreError",
+    "Subscription",
     "SubscriptionOverflow",
-    "Tracker",
     "UnknownExecution",
+    "apply_event",
+    "decode_event",
+    "encode",
     "hookimpl",
+    "hookspec",
     "make_plugin_manager",
+    "status_of",
 ]

@@ -75,3 +75,19 @@ class SubscriptionOverflow(StepstreamError):
 
 class StoreError(StepstreamError):
     """A store cannot be opened or used; the message names the URL or path."""
+
+
+class PluginConflict(StepstreamError):
+    """Two installed plugins offer the same thing (a store scheme, a pipeline name)."""
+
+    def __init__(self, what: str, plugins: list[str]) -> None:
+        self.what = what
+        self.plugins = plugins
+        super().__init__(
+            f"{what} is offered by several plugins ({', '.join(plugins)}); uninstall all but "
+            "one, or choose which load with STEPSTREAM_LOAD_PLUGINS"
+        )
+
+
+class StepFailedError(StepstreamError):
+    """`Pipeline.run` re-raises a failed step's exception wrapped in this, naming the step."""

@@ -1,13 +1,21 @@
-"""The plugin contract: every hook stepstream fires, and what each may return.
+"""The plugin contract: every hook stepstream fires, when, on which thread, and what it may return.
 
 Implement any of these with `@stepstream.hookimpl` in a module or class and
-expose it under the `stepstream` entry-point group. Arguments are passed by
-name, so an implementation takes only the ones it needs.
+expose it under the `stepstream` entry-point group (see docs/plugins.md).
+Arguments are passed by name, so an implementation takes only the ones it
+needs, in any order.
 
-Execution hooks fire inline while a pipeline runs: on the event loop for async
-steps and on the execution's worker thread for sync steps. Keep them quick and
-thread-safe. An implementation that raises is logged and skipped; it never fails
-the pipeline and the other plugins still see the event.
+Execution hooks (`execution_started` ... `execution_finished`) fire after the
+engine has recorded the change they announce: `engine.get(execution_id)`
+inside a hook already shows it, whatever order plugins were registered in.
+Plugins observe; they do not decide state. The hooks of one execution fire
+one at a time, in order, on the thread that runs its current step: the event
+loop for async steps, a worker thread for sync steps. Keep them quick and
+thread-safe.
+
+Every hook is isolated: an implementation that raises is logged, that one
+call is skipped, and the pipeline, the engine and the other plugins go on
+(its later calls still happen).
 """
 
 from __future__ import annotations
@@ -19,21 +27,36 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from .events import ErrorInfo, Status
-    from .pipeline import Pipeline, Step
+    from .authoring.pipeline import Pipeline, Step
+    from .model.events import ErrorInfo, ExecutionRecord, ProgressSnapshot, Status
     from .stores import ExecutionStore
 
-hookspec = pluggy.HookspecMarker("stepstream")
+PROJECT = "stepstream"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def execution_started(execution_id: str, pipeline: Pipeline, inputs: dict[str, Any]) -> None:
-    """An execution left the queue and its first step is about to run; `inputs` are validated."""
+def execution_started(
+    execution_id: str, pipeline: Pipeline, inputs: dict[str, Any], record: ExecutionRecord
+) -> None:
+    """An execution left the queue and is `running`; its first step is about to be called.
+
+    `pipeline` is the Pipeline object being run, `inputs` the validated inputs
+    (converted to the first step's types), `record` a copy of the record as it
+    is now (status `running`). Fires on the event loop.
+    """
 
 
 @hookspec
-def step_started(execution_id: str, step: Step, index: int) -> None:
-    """Step number `index` (0-based) of the execution is about to be called."""
+def step_started(execution_id: str, step: Step, index: int, progress: ProgressSnapshot) -> None:
+    """Step number `index` (0-based) is about to be called.
+
+    `step` is the `stepstream.Step` object (compare `step.name`, not `step`,
+    with a string), `progress` the execution's progress now that the step is
+    current.
+    """
 
 
 @hookspec
@@ -44,29 +67,45 @@ def step_progress(
     done: int,
     total: int | None,
     message: str | None,
+    progress: ProgressSnapshot,
 ) -> None:
     """A running step reported items: at most once per throttle interval, and once at its end.
 
-    `done` counts items so far, `total` is None while the step does not know it.
+    `done` counts items so far, `total` is None while the step does not know
+    it, `message` is the step's latest `progress.message`; `progress` is the
+    execution's progress (percentage, rate, ETA) after the update.
     """
 
 
 @hookspec
-def step_done(execution_id: str, step: Step, index: int, duration: float) -> None:
-    """Step `index` returned normally after `duration` seconds."""
+def step_done(
+    execution_id: str, step: Step, index: int, duration: float, progress: ProgressSnapshot
+) -> None:
+    """Step `index` returned normally after `duration` seconds; `progress` counts it finished."""
 
 
 @hookspec
-def step_failed(execution_id: str, step: Step, index: int, error: ErrorInfo) -> None:
-    """Step `index` raised; `error` holds its name, the exception type, message and traceback."""
+def step_failed(
+    execution_id: str, step: Step, index: int, error: ErrorInfo, progress: ProgressSnapshot
+) -> None:
+    """Step `index` raised; `error` holds the step's name, exception type, message and traceback.
+
+    `execution_finished` with status `failed` follows.
+    """
 
 
 @hookspec
 def execution_finished(
-    execution_id: str, status: Status, outputs: Any, error: ErrorInfo | None
+    execution_id: str,
+    status: Status,
+    outputs: Any,
+    error: ErrorInfo | None,
+    record: ExecutionRecord,
 ) -> None:
-    """The execution ended `completed`, `failed` or `cancelled`.
+    """The execution ended `completed`, `failed` or `cancelled`; `record` is its final record.
 
+    `outputs` is the last step's return value as the step returned it (None
+    unless completed); `error` says why it failed or was cancelled, or is None.
     Fires once per execution this process ends: after it ran, or when it was
     cancelled while still queued (then without `execution_started` before it).
     """
@@ -74,9 +113,25 @@ def execution_finished(
 
 @hookspec
 def register_commands(cli: click.Group) -> None:
-    """Add sub-commands to the `stepstream` command, e.g. `cli.add_command(serve)`."""
+    """Add sub-commands to the `stepstream` command, e.g. `cli.add_command(serve)`.
+
+    Called once when the command line is built, before arguments are parsed.
+    """
 
 
 @hookspec
 def register_stores() -> dict[str, type[ExecutionStore]] | None:
-    """Return `{url_scheme: store_class}`; the class is built with `from_url(url)`."""
+    """Return `{url_scheme: store_class}`; the class is built with `store_class.from_url(url)`.
+
+    Called when an engine opens its store. Two plugins offering one scheme is
+    an error naming both when that scheme is opened.
+    """
+
+
+@hookspec
+def register_pipelines() -> list[Pipeline] | None:
+    """Return Pipelines this plugin ships; `stepstream serve` serves them by name.
+
+    A pipeline named by `--pipelines` replaces a plugin's of the same name;
+    two plugins offering one name is an error naming both.
+    """

@@ -1,33 +1,50 @@
-"""The plugin manager: default plugins plus everything in the `stepstream` entry-point group."""
+"""The plugin manager: the default plugins plus the installed ones (entry-point group `stepstream`).
+
+Every hook call goes through `relay` (fire and forget) or `collect` (gather what
+implementations return); both isolate each implementation, so one broken plugin
+costs only its own contribution.
+"""
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
-from importlib.metadata import entry_points
-from typing import Any
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, NamedTuple
 
 import pluggy
 
 from . import hookspecs
-
-hookimpl = pluggy.HookimplMarker("stepstream")
+from .errors import PluginConflict
 
 ENTRY_POINT_GROUP = "stepstream"
+LOAD_PLUGINS_ENV = "STEPSTREAM_LOAD_PLUGINS"
 
 # Built-ins are registered exactly like third-party plugins (datasette's DEFAULT_PLUGINS).
+# They import `hookimpl` from hookspecs, never this module.
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "stepstream.stores.memory",
     "stepstream.stores.sqlite",
-    "stepstream.default_commands",
+    "stepstream.cli.commands",
 )
 
 log = logging.getLogger("stepstream.plugins")
 
 
+def _skipped(plugin_name: str, hook_name: str) -> None:
+    log.exception(
+        "plugin %r raised in hook %s; this call of it is skipped, "
+        "the pipeline and the other plugins go on",
+        plugin_name,
+        hook_name,
+    )
+
+
 class HookRelay:
-    """Fires the execution hooks: every implementation, in pluggy's order, each one isolated.
+    """Fires hooks: every implementation, in pluggy's order, each one isolated.
 
     Two reasons not to use `pm.hook.<name>(...)` on the hot path: pluggy stops at
     the first implementation that raises, and a progress plugin that breaks must
@@ -36,7 +53,7 @@ class HookRelay:
     relay compiles, per hook, one keyword-only function that calls each
     implementation positionally inside its own try/except (the way dataclasses
     generate `__init__`), rebuilt whenever a plugin is (un)registered. Hooks with
-    wrapper implementations go through pluggy itself.
+    wrapper implementations go through pluggy, isolated as a whole.
     """
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
@@ -50,11 +67,21 @@ class HookRelay:
         caller = getattr(self._pm.hook, name)
         impls = caller.get_hookimpls()
         if caller.spec is None or any(impl.hookwrapper or impl.wrapper for impl in impls):
-            fire = caller
+            fire = _isolated_call(name, caller)
         else:
             fire = _compile(name, caller.spec.argnames, list(reversed(impls)))
         setattr(self, name, fire)
         return fire
+
+
+def _isolated_call(hook_name: str, caller: Any) -> Callable[..., None]:
+    def fire(**kwargs: Any) -> None:
+        try:
+            caller(**kwargs)
+        except Exception:
+            _skipped("(a wrapper chain)", hook_name)
+
+    return fire
 
 
 def _compile(hook_name: str, argnames: tuple[str, ...], impls: list[Any]) -> Callable[..., None]:
@@ -73,22 +100,59 @@ def _compile(hook_name: str, argnames: tuple[str, ...], impls: list[Any]) -> Cal
         lines.append("    pass")
 
     def failed(index: int) -> None:
-        log.exception(
-            "plugin %r failed in hook %s; carrying on without it",
-            impls[index].plugin_name,
-            hook_name,
-        )
+        _skipped(impls[index].plugin_name, hook_name)
 
     namespace["failed"] = failed
     exec("\n".join(lines), namespace)
     return namespace["fire"]
 
 
+class Offer(NamedTuple):
+    """Something a `register_*` hook returned, and the plugin that offered it."""
+
+    value: Any
+    plugin: str
+
+
+class Offered(Mapping[str, Any]):
+    """What `register_*` hooks offer, by key (a URL scheme, a pipeline name).
+
+    Looking up a key that several plugins offer raises PluginConflict naming
+    them, so a conflict stops only what uses that key.
+    """
+
+    def __init__(self, offers: dict[str, list[Offer]], kind: str) -> None:
+        self._offers = offers
+        self._kind = kind
+
+    def __getitem__(self, key: str) -> Any:
+        offers = self._offers[key]
+        plugins = sorted({offer.plugin for offer in offers})
+        if len(plugins) > 1:
+            raise PluginConflict(f"{self._kind} {key!r}", plugins)
+        return offers[0].value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._offers)
+
+    def __len__(self) -> int:
+        return len(self._offers)
+
+    def plugin(self, key: str) -> str:
+        """The plugin (or plugins, comma separated) offering `key`."""
+        return ", ".join(sorted({offer.plugin for offer in self._offers[key]}))
+
+
+def _normalized(name: str) -> str:
+    """Distribution names compare as packaging does: case and -_. runs do not matter."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 class PluginManager(pluggy.PluginManager):
-    """pluggy's manager plus `relay`, the isolated fast path for execution hooks."""
+    """pluggy's manager plus `relay` and `collect`, the isolated ways to call hooks."""
 
     def __init__(self) -> None:
-        super().__init__("stepstream")
+        super().__init__(hookspecs.PROJECT)
         self.add_hookspecs(hookspecs)
         self.relay = HookRelay(self)
         self._origins: dict[str, str] = {}
@@ -105,19 +169,80 @@ class PluginManager(pluggy.PluginManager):
         self.relay.invalidate()
         return removed
 
-    def load_entrypoints(self) -> None:
-        """Register every plugin of the entry-point group; one that fails to load is skipped."""
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if self.has_plugin(ep.name):
-                continue
+    def collect(self, hook_name: str, **kwargs: Any) -> list[Offer]:
+        """Call every implementation of a hook, each isolated; what each returned, if anything."""
+        caller = getattr(self.hook, hook_name)
+        offers = []
+        for impl in reversed(caller.get_hookimpls()):
             try:
-                plugin = ep.load()
-                self.register(plugin, name=ep.name)
+                value = impl.function(*(kwargs[arg] for arg in impl.argnames))
             except Exception:
-                log.exception("could not load plugin %r (%s); skipping it", ep.name, ep.value)
+                _skipped(impl.plugin_name, hook_name)
                 continue
-            dist = ep.dist
-            self._origins[ep.name] = f"{dist.name} {dist.version}" if dist else ep.value
+            if value is not None:
+                offers.append(Offer(value, impl.plugin_name))
+        return offers
+
+    def offered(
+        self, hook_name: str, kind: str, key: Callable[[Any], str] | None = None
+    ) -> Offered:
+        """What a `register_*` hook offers by key: a dict's keys, or `key(item)` of a list's."""
+        found: dict[str, list[Offer]] = {}
+        for offer in self.collect(hook_name):
+            value = offer.value
+            items: Iterable[tuple[str, Any]] = (
+                value.items() if key is None else ((key(item), item) for item in value)
+            )
+            for name, item in items:
+                found.setdefault(name, []).append(Offer(item, offer.plugin))
+        return Offered(found, kind)
+
+    def store_schemes(self) -> Offered:
+        """Store classes by URL scheme, as `register_stores` offers them."""
+        return self.offered("register_stores", "store scheme")
+
+    def pipelines(self) -> Offered:
+        """Pipelines by name, as `register_pipelines` offers them."""
+        return self.offered("register_pipelines", "pipeline", key=lambda pipeline: pipeline.name)
+
+    def load_entrypoints(self) -> None:
+        """Register the installed plugins; `STEPSTREAM_LOAD_PLUGINS` narrows which.
+
+        Unset, every plugin of the entry-point group loads; set, only those it
+        names (entry-point or distribution names, comma separated; empty for
+        none). A plugin that fails to load is logged and skipped.
+        """
+        selection = os.environ.get(LOAD_PLUGINS_ENV)
+        wanted = (
+            None
+            if selection is None
+            else {_normalized(n.strip()) for n in selection.split(",") if n.strip()}
+        )
+        seen: set[str] = set()
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            names = {_normalized(ep.name)} | ({_normalized(ep.dist.name)} if ep.dist else set())
+            seen |= names
+            if wanted is not None and not names & wanted:
+                continue
+            self._load(ep)
+        if wanted and wanted - seen:
+            log.warning(
+                "%s names %s, which no installed plugin is called (installed: %s)",
+                LOAD_PLUGINS_ENV,
+                ", ".join(sorted(wanted - seen)),
+                ", ".join(sorted(seen)) or "none",
+            )
+
+    def _load(self, ep: EntryPoint) -> None:
+        if self.has_plugin(ep.name):
+            return
+        try:
+            self.register(ep.load(), name=ep.name)
+        except Exception:
+            log.exception("could not load plugin %r (%s); skipping it", ep.name, ep.value)
+            return
+        dist = ep.dist
+        self._origins[ep.name] = f"{dist.name} {dist.version}" if dist else ep.value
 
     def origin(self, name: str) -> str:
         """Where a registered plugin came from: `distribution version`, or `built-in`."""

@@ -1,32 +1,37 @@
-"""The Litestar application: routes, auth, problem details and the engine's lifetime."""
+"""The Litestar application: routes, auth, problem details, plugins and the engine's lifetime."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from typing import Any, TypeVar
 
 import anyio
 from litestar import Litestar, Router
-from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from stepstream import Engine, StoreError
-from stepstream.retention import PRUNE_INTERVAL, Retention, prune_forever
+from litestar.types import ControllerRouterHandler
 
+from stepstream import Engine, StoreError
+
+from .api import api_router, health
 from .auth import bearer_auth, public_routes
+from .dependencies import OffLoop, provide
+from .hookspecs import add_server_hookspecs
 from .problems import (
     http_exception_handler,
     internal_error_handler,
     not_found_as_problem,
     store_error_handler,
 )
-from .routes import ExecutionController, PipelineController, health
-from .state import STORE_THREADS
-from .streams import progress_stream, watch_stream
+from .retention import PRUNE_INTERVAL, Retention, prune_forever
 
-API_PREFIX = "/api/v1"
 DEFAULT_MAX_BODY_SIZE = 1_048_576
+
+T = TypeVar("T")
+log = logging.getLogger("stepstream_server")
 
 
 def create_app(
@@ -42,25 +47,26 @@ def create_app(
     The app's lifespan enters the engine, so leaving it (server shutdown)
     cancels running executions and their records end `cancelled`. With a
     `retention`, the store is pruned at start and every `prune_interval` seconds.
+    Plugins add routes (`register_routes`) and wrap the app (`asgi_wrapper`).
     """
+    plugins = engine.plugins
+    add_server_hookspecs(plugins)
+    off_loop = OffLoop()
 
     @asynccontextmanager
     async def run_engine(app: Litestar) -> AsyncIterator[None]:
-        app.state.store_threads = anyio.CapacityLimiter(STORE_THREADS)
+        off_loop.start()
         async with engine, anyio.create_task_group() as tasks:
             if retention is not None:
-                tasks.start_soon(prune_forever, engine.tracker.store, retention, prune_interval)
+                tasks.start_soon(prune_forever, engine.store, retention, prune_interval)
             yield
             tasks.cancel_scope.cancel()
 
-    api = Router(
-        API_PREFIX,
-        route_handlers=[ExecutionController, PipelineController, progress_stream, watch_stream],
-    )
     app = Litestar(
-        route_handlers=[api, health],
+        route_handlers=[api_router(), health],
+        dependencies=provide(engine, off_loop),
         lifespan=[run_engine],
-        state=State({"engine": engine, "max_body_size": max_body_size}),
+        state={"max_body_size": max_body_size},
         exception_handlers={
             HTTPException: http_exception_handler,
             StoreError: store_error_handler,
@@ -80,8 +86,28 @@ def create_app(
             ),
         ),
     )
+    for offer in plugins.collect("register_routes", engine=engine):
+        _isolated(offer.plugin, "register_routes", _register_all, app, offer.value)
     if token:
         # Around the router, not Litestar middleware: it guards unknown paths too and
         # adds no layer to every route (see auth.py).
         app.asgi_handler = bearer_auth(app.asgi_handler, token, public_routes(app))
+    for offer in reversed(plugins.collect("asgi_wrapper", engine=engine)):
+        wrapped = _isolated(offer.plugin, "asgi_wrapper", offer.value, app.asgi_handler)
+        if wrapped is not None:
+            app.asgi_handler = wrapped
     return app
+
+
+def _register_all(app: Litestar, handlers: Iterable[ControllerRouterHandler]) -> None:
+    for handler in handlers:
+        app.register(handler)
+
+
+def _isolated(plugin: str, hook: str, apply: Callable[..., T], *args: Any) -> T | None:
+    """Apply what a plugin's server hook returned; if that fails, log it and leave it out."""
+    try:
+        return apply(*args)
+    except Exception:
+        log.exception("plugin %r: what its %s returned cannot be used; left out", plugin, hook)
+        return None

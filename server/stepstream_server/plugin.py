@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from stepstream import hookimpl
 
 from .serve import serve

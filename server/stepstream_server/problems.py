@@ -10,6 +10,8 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.openapi import ResponseSpec
+
 from stepstream import StoreError
 
 PROBLEM_JSON = "application/problem+json"
@@ -35,6 +37,11 @@ class Problem(msgspec.Struct, omit_defaults=True, kw_only=True):
     execution_id: str | None = None
     execution_status: str | None = None
     pipelines: list[str] | None = None
+
+
+def problem_spec(description: str) -> ResponseSpec:
+    """An OpenAPI response that is a problem-details body."""
+    return ResponseSpec(Problem, description=description, media_type=PROBLEM_JSON)
 
 
 class ProblemError(HTTPException):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from stepstream import ExecutionRecord, Pipeline
-from stepstream.events import AnyEvent
+
+from stepstream import AnyEvent, ExecutionRecord, Pipeline
 
 
 class SubmitRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

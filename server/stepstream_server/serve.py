@@ -1,14 +1,22 @@
-"""`stepstream serve`: the progress server, with the bundled demos and the pipelines you name."""
+"""`stepstream serve`: the progress server, with the pipelines you name and those plugins ship."""
 
 from __future__ import annotations
 
 import click
-from stepstream import Engine, Pipeline, PipelineDefinitionError, StoreError
-from stepstream.loader import LoadError, load_pipelines
-from stepstream.plugins import PluginManager
-from stepstream.progress import DEFAULT_INTERVAL
-from stepstream.retention import PRUNE_INTERVAL, Retention
-from stepstream.stores import ExecutionStore
+
+from stepstream import (
+    DEFAULT_PROGRESS_INTERVAL,
+    Engine,
+    ExecutionStore,
+    Pipeline,
+    PipelineDefinitionError,
+    PluginConflict,
+    PluginManager,
+    StoreError,
+)
+from stepstream.cli import LoadError, load_pipelines
+
+from .retention import PRUNE_INTERVAL, Retention
 
 DEFAULT_STORE = "sqlite:///stepstream.db"
 
@@ -35,13 +43,12 @@ class KeepParam(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def _pipelines(targets: tuple[str, ...]) -> list[Pipeline]:
-    """The user's pipelines first, then each bundled demo whose name is still free.
+def _pipelines(plugins: PluginManager, targets: tuple[str, ...]) -> list[Pipeline]:
+    """The user's pipelines first, then each plugin's pipeline whose name is still free.
 
-    Two of the user's pipelines with one name are refused by `Engine.add_pipeline`.
+    Two of the user's pipelines with one name are refused by `Engine.add_pipeline`,
+    two plugins offering one name by PluginConflict.
     """
-    from .demo import DEMO_PIPELINES
-
     found: list[Pipeline] = []
     for target in targets:
         try:
@@ -49,7 +56,11 @@ def _pipelines(targets: tuple[str, ...]) -> list[Pipeline]:
         except LoadError as exc:
             raise UsageProblem(str(exc)) from None
     taken = {pipeline.name for pipeline in found}
-    return [*found, *(demo for demo in DEMO_PIPELINES if demo.name not in taken)]
+    offered = plugins.pipelines()
+    try:
+        return [*found, *(offered[name] for name in sorted(offered) if name not in taken)]
+    except PluginConflict as exc:
+        raise UsageProblem(str(exc)) from None
 
 
 def _engine(
@@ -68,7 +79,7 @@ def _engine(
         )
         for pipeline in pipelines:
             engine.add_pipeline(pipeline)
-    except (StoreError, PipelineDefinitionError) as exc:
+    except (StoreError, PipelineDefinitionError, PluginConflict) as exc:
         raise UsageProblem(str(exc)) from None
     return engine
 
@@ -157,7 +168,7 @@ def _url(host: str, port: int) -> str:
 @click.option(
     "--progress-interval",
     type=click.FloatRange(min=0),
-    default=DEFAULT_INTERVAL,
+    default=DEFAULT_PROGRESS_INTERVAL,
     show_default=True,
     help="Seconds between progress events of a running step.",
 )
@@ -175,8 +186,10 @@ def serve(
     progress_interval: float,
 ) -> None:
     """Serve the progress API (REST and WebSocket) and run executions; Ctrl-C stops gracefully."""
-    engine = _engine(plugins, _pipelines(targets), store, max_concurrent, progress_interval)
-    opened = engine.tracker.store
+    engine = _engine(
+        plugins, _pipelines(plugins, targets), store, max_concurrent, progress_interval
+    )
+    opened = engine.store
     try:
         _check_store(opened)
         _serve(engine, host, port, token, _store_url(store, opened), retention, prune_interval)
@@ -209,7 +222,7 @@ def _serve(
     running: list[str] = []
 
     def on_stop() -> None:
-        running.extend(r.execution_id for r in engine.tracker.list(status="running", limit=10_000))
+        running.extend(r.execution_id for r in engine.list(status="running", limit=10_000))
         click.echo("stopping: cancelling running executions (Ctrl-C again to quit now)", err=True)
 
     app = create_app(
@@ -217,5 +230,5 @@ def _serve(
     )
     if not run(app, sock, lambda: _announce(url, engine, store_url, retention), on_stop):
         raise click.ClickException("the server failed to start; run with -v for details")
-    cancelled = sum(1 for i in running if engine.tracker.get(i).status == "cancelled")
+    cancelled = sum(1 for i in running if engine.get(i).status == "cancelled")
     click.echo(f"stopped: {cancelled} of {len(running)} running executions cancelled", err=True)

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 import anyio
 import uvicorn
 from litestar import Litestar
-from stepstream.default_commands import _cancel_on_interrupt
+
+from stepstream.cli import cancel_on_interrupt
 
 
 class _HostSignalsServer(uvicorn.Server):
@@ -87,7 +88,7 @@ def run(
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             # The first Ctrl-C/SIGTERM shuts down gracefully, a second exits at once (130).
-            await tg.start(_cancel_on_interrupt, stop)
+            await tg.start(cancel_on_interrupt, stop)
             with contextlib.suppress(SystemExit):  # how uvicorn quits when the lifespan fails
                 await server.serve(sockets=[sock])
             tg.cancel_scope.cancel()

@@ -1,26 +1,40 @@
 """The WebSockets: one execution's progress stream, and one connection watching many executions.
 
-Both are fed by the tracker's own subscriptions, which buffer per subscriber, so a
-slow client never holds up the pipeline or another client. Each handler runs a
-receiver beside its sender so that a client going away is noticed at once and its
-subscription freed, even while nothing is being sent. What reads the store runs
-on a worker thread (`off_loop`), so a slow disk never stalls the other clients.
+Both are fed by the engine's subscriptions, which buffer per subscriber, so a
+slow client never holds up the pipeline or another client. Litestar's
+`send_websocket_stream` listens for the client going away while it sends, so a
+subscription is freed at once, even while nothing is being sent. What reads the
+store runs on a worker thread (`off_loop`), so a slow disk never stalls the
+other clients.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import anyio
 from litestar import WebSocket, websocket
+from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
+from litestar.handlers import send_websocket_stream
 from litestar.params import FromPath
-from stepstream import Engine, ExecutionRecord, UnknownExecution
-from stepstream.errors import SubscriptionOverflow
-from stepstream.events import ErrorEvent, Event, Status, StatusEvent, encode, status_of
 
-from .state import engine_of, off_loop
+from stepstream import (
+    Engine,
+    ErrorEvent,
+    Event,
+    ExecutionRecord,
+    Status,
+    StatusEvent,
+    Subscription,
+    SubscriptionOverflow,
+    UnknownExecution,
+    encode,
+    status_of,
+)
+
+from .dependencies import OffLoop
 
 CLOSE_NORMAL = 1000
 CLOSE_POLICY_VIOLATION = 1008
@@ -47,37 +61,33 @@ async def _send(socket: WebSocket, event: Event) -> None:
     await socket.send_text(text)
 
 
-async def _until_disconnect(socket: WebSocket, scope: anyio.CancelScope) -> None:
-    """Read (and ignore) client messages; when the client goes, stop the sender."""
+async def _stream(socket: WebSocket, events: AsyncIterator[Event]) -> bool:
+    """Send every event until they end or the client leaves; True when the client is still there."""
+    gone = False
     try:
-        while (await socket.receive())["type"] != "websocket.disconnect":
-            pass
-    except GONE:
-        pass
-    finally:
-        scope.cancel()
+        await send_websocket_stream(
+            socket,
+            events,  # type: ignore[arg-type]
+            close=False,
+            send_handler=_send,
+            listen_for_disconnect=True,
+            warn_on_data_discard=False,
+        )
+    except* GONE:
+        gone = True
+    return not gone and socket.connection_state != "disconnect"
 
 
-async def _serve(socket: WebSocket, sender: Callable[[], Awaitable[None]]) -> bool:
-    """Run `sender` until it returns or the client leaves; True when it ran to its end."""
-    finished = False
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_until_disconnect, socket, tg.cancel_scope)
-        try:
-            await sender()
-            finished = True
-        except GONE:
-            pass
-        tg.cancel_scope.cancel()
-    return finished
+async def _close(socket: WebSocket, code: int, reason: str | None = None) -> None:
+    with contextlib.suppress(*GONE):
+        await socket.close(code=code, reason=reason)
 
 
 async def _refuse(socket: WebSocket, execution_id: str, message: str, code: int) -> None:
     """One `error` message, then close with an application code."""
     with contextlib.suppress(*GONE):
         await _send(socket, ErrorEvent(execution_id=execution_id, seq=0, message=message))
-        # A close frame's reason has at most 123 bytes.
-        await socket.close(code=code, reason=message.encode()[:120].decode(errors="ignore"))
+    await _close(socket, code, message.encode()[:120].decode(errors="ignore"))
 
 
 def _parse_after(raw: str | None) -> int | None:
@@ -89,8 +99,20 @@ def _parse_after(raw: str | None) -> int | None:
     return value
 
 
+async def _status_then_events(subscription: Subscription) -> AsyncIterator[Event]:
+    assert subscription.status is not None
+    yield subscription.status
+    async for event in subscription:
+        yield event
+
+
 @websocket("/executions/{execution_id:str}/progress/ws")
-async def progress_stream(socket: WebSocket, execution_id: FromPath[str]) -> None:
+async def progress_stream(
+    socket: WebSocket,
+    engine: NamedDependency[Engine],
+    off_loop: NamedDependency[OffLoop],
+    execution_id: FromPath[str],
+) -> None:
     """`status` first, then every event up to exactly one terminal one, then close 1000."""
     await socket.accept()
     raw_after = socket.query_params.get("after")
@@ -103,23 +125,14 @@ async def progress_stream(socket: WebSocket, execution_id: FromPath[str]) -> Non
     try:
         # Shielded: a subscription made must reach the `finally` below that frees it.
         with anyio.CancelScope(shield=True):
-            subscription = await off_loop(
-                socket, engine_of(socket).tracker.subscribe, execution_id, after
-            )
+            subscription = await off_loop(engine.subscribe, execution_id, after)
     except UnknownExecution as exc:
         await _refuse(socket, execution_id, str(exc), CLOSE_UNKNOWN_EXECUTION)
         return
     try:
-
-        async def send_all() -> None:
-            assert subscription.status is not None
-            await _send(socket, subscription.status)
-            async for event in subscription:
-                await _send(socket, event)
-
-        if await _serve(socket, send_all):
-            with contextlib.suppress(*GONE):
-                await socket.close(code=CLOSE_NORMAL)
+        async with contextlib.aclosing(_status_then_events(subscription)) as events:
+            if await _stream(socket, events):
+                await _close(socket, CLOSE_NORMAL)
     finally:
         subscription.close()
 
@@ -132,12 +145,11 @@ def _parse_ids(raw: str | None) -> list[str]:
 
 def _initial_statuses(engine: Engine, ids: list[str]) -> list[Event]:
     """A status per listed id (an error for an unknown one), or per unfinished execution."""
-    tracker = engine.tracker
     if ids:
         found: list[Event] = []
         for execution_id in ids:
             try:
-                record = tracker.get(execution_id)
+                record = engine.get(execution_id)
             except UnknownExecution as exc:
                 found.append(ErrorEvent(execution_id=execution_id, seq=0, message=str(exc)))
                 continue
@@ -153,41 +165,44 @@ def _all(engine: Engine, status: Status) -> list[ExecutionRecord]:
     found: list[ExecutionRecord] = []
     cursor = None
     while True:
-        page = engine.tracker.list(status=status, limit=PAGE, before=cursor)
+        page = engine.list(status=status, limit=PAGE, before=cursor)
         found.extend(page)
         if len(page) < PAGE:
             return found
         cursor = page[-1].execution_id
 
 
+async def _statuses_then_events(
+    watch: Subscription, engine: Engine, off_loop: OffLoop, ids: list[str]
+) -> AsyncIterator[Event]:
+    """The current statuses, then every event of the watched executions, until an overflow."""
+    initial = await off_loop(_initial_statuses, engine, ids)
+    watch.seen(e for e in initial if isinstance(e, StatusEvent))
+    for event in initial:
+        yield event
+    with contextlib.suppress(SubscriptionOverflow):
+        async for event in watch:
+            yield event
+
+
 @websocket("/executions/ws")
-async def watch_stream(socket: WebSocket) -> None:
+async def watch_stream(
+    socket: WebSocket, engine: NamedDependency[Engine], off_loop: NamedDependency[OffLoop]
+) -> None:
     """Statuses of the watched executions, then all their events; open until the client leaves.
 
     A client that falls so far behind that its buffer fills is closed with 1008:
     events were dropped, so it must read the executions afresh.
     """
     await socket.accept()
-    engine = engine_of(socket)
     ids = _parse_ids(socket.query_params.get("ids"))
     # Subscribe before reading the statuses so nothing falls between the two;
     # the watch drops what a status already covers.
-    watch = engine.tracker.watch(frozenset(ids) if ids else None)
+    watch = engine.watch(frozenset(ids) if ids else None)
     try:
-
-        async def send_all() -> None:
-            initial = await off_loop(socket, _initial_statuses, engine, ids)
-            watch.seen(e for e in initial if isinstance(e, StatusEvent))
-            for event in initial:
-                await _send(socket, event)
-            try:
-                async for event in watch:
-                    await _send(socket, event)
-            except SubscriptionOverflow:
-                return
-
-        if await _serve(socket, send_all):  # a watch ends only when its buffer overflowed
-            with contextlib.suppress(*GONE):
-                await socket.close(code=CLOSE_POLICY_VIOLATION, reason=RESYNC)
+        statuses_then_events = _statuses_then_events(watch, engine, off_loop, ids)
+        async with contextlib.aclosing(statuses_then_events) as events:
+            if await _stream(socket, events):  # a watch ends only when its buffer overflowed
+                await _close(socket, CLOSE_POLICY_VIOLATION, RESYNC)
     finally:
         watch.close()

@@ -14,13 +14,16 @@ from cli_support import ROOT, stepstream_command
 def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run `stepstream ARGS...` to completion from the repository root."""
 
-    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*stepstream_command(), *args],
             cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=timeout,
+            env=env,
         )
 
     return run

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 
 def _plugins(output: str) -> dict[str, tuple[str, list[str]]]:
@@ -18,36 +20,42 @@ def _plugins(output: str) -> dict[str, tuple[str, list[str]]]:
     return entries
 
 
-def test_plugins_lists_the_tracker_the_built_ins_and_installed_plugins(cli) -> None:
-    result = cli("plugins")
+def _with_test_plugin(site: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(site)}
+
+
+def test_plugins_lists_the_built_ins_and_installed_plugins(cli, test_plugin_site: Path) -> None:
+    result = cli("plugins", env=_with_test_plugin(test_plugin_site))
     assert result.returncode == 0, result.stderr
     plugins = _plugins(result.stdout)
-    assert plugins["tracker"][0] == "built-in"
-    assert {
-        "execution_started",
-        "step_started",
-        "step_progress",
-        "step_done",
-        "step_failed",
-        "execution_finished",
-    } <= set(plugins["tracker"][1])
-    assert plugins["stepstream.default_commands"] == ("built-in", ["register_commands"])
+    assert plugins["stepstream.cli.commands"] == ("built-in", ["register_commands"])
     assert plugins["stepstream.stores.memory"][0] == "built-in"
     assert "register_stores" in plugins["stepstream.stores.memory"][1]
+    assert plugins["demo"] == ("stepstream-demo 0.1.0", ["register_pipelines"])
+    assert plugins["server"] == ("stepstream-server 0.1.0", ["register_commands"])
     assert plugins["testplugin"] == (
         "stepstream-testplugin 0.0.1",
         ["execution_finished", "execution_started", "register_commands"],
     )
 
 
-def test_a_plugins_command_is_available(cli) -> None:
-    result = cli("hello")
+def test_a_plugins_command_is_available(cli, test_plugin_site: Path) -> None:
+    env = _with_test_plugin(test_plugin_site)
+    result = cli("hello", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "hello from stepstream-testplugin"
-    listed = cli("--help")
+    listed = cli("--help", env=env)
     assert re.search(r"^\s+hello\s", listed.stdout, re.MULTILINE)
     assert re.search(r"^\s+run\s", listed.stdout, re.MULTILINE)
     assert re.search(r"^\s+plugins\s", listed.stdout, re.MULTILINE)
+
+
+def test_the_default_environment_shows_users_no_test_command(cli) -> None:
+    listed = cli("--help")
+    assert listed.returncode == 0, listed.stderr
+    commands = re.findall(r"^  (\S+)\s", listed.stdout.split("Commands:")[1], re.MULTILINE)
+    assert sorted(commands) == ["plugins", "run", "serve"]
+    assert "testplugin" not in cli("plugins").stdout
 
 
 def test_version_is_reported(cli) -> None:

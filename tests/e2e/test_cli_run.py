@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stepstream.loader import load_pipeline
+from stepstream.cli.loader import load_pipeline
 
 from cli_support import PIPELINES, ROOT, stepstream_command
 

@@ -24,7 +24,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from stepstream import Pipeline, Tracker
+from stepstream import Engine, Pipeline
 from stepstream.stores.sqlite import SqliteStore
 
 from cli_support import (
@@ -399,9 +399,9 @@ def _damaged_store(path: Path) -> None:
     pipeline = Pipeline("p")
     pipeline.step(name="only")(lambda n: n)
     store = SqliteStore(path)
-    tracker = Tracker(store)
+    engine = Engine(store=store, load_entrypoints=False)
     for n in range(200):
-        tracker.create(pipeline, {"n": n})
+        engine.create(pipeline, {"n": n})
     store.close()
     data = bytearray(path.read_bytes())
     page = int.from_bytes(data[16:18], "big")

@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from stepstream import Engine, hookimpl
-from stepstream.events import Event
+from stepstream.model.events import Event, ExecutionRecord
 from stepstream.stores.memory import MemoryStore
 
 
@@ -93,3 +93,8 @@ def engine_with(*plugins: object, **options: Any) -> Engine:
     for plugin in plugins:
         engine.plugins.register(plugin)
     return engine
+
+
+def new_record(engine: Engine, pipeline: Any, inputs: dict[str, Any]) -> ExecutionRecord:
+    """A new pending execution's record as the engine's recorder keeps it: later events show."""
+    return engine.create(pipeline, inputs).live.record

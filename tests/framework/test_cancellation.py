@@ -81,7 +81,7 @@ async def test_a_looping_sync_step_is_cancelled_at_its_next_progress_call(style:
     assert recorder.of("step_failed") == []
     finished = recorder.of("execution_finished")
     assert [f["status"] for f in finished] == ["cancelled"]
-    assert type(engine.tracker.events(execution_id)[-1]).__name__ == "CancelledEvent"
+    assert type(engine.events(execution_id)[-1]).__name__ == "CancelledEvent"
 
 
 @pytest.mark.anyio
@@ -110,7 +110,7 @@ async def test_an_async_step_awaiting_a_long_sleep_is_cancelled_through_anyio() 
         execution_id = engine.submit(p, {}).execution_id
         with anyio.fail_after(10):
             await entered.wait()
-        assert engine.tracker.get(execution_id).status == "running"
+        assert engine.get(execution_id).status == "running"
         engine.cancel(execution_id)
         with anyio.fail_after(10):
             record = await engine.wait(execution_id)
@@ -167,7 +167,7 @@ async def test_cancelling_a_queued_execution_ends_it_at_once_without_running_it(
         first = engine.submit(p, {"k": 1}).execution_id
         second = engine.submit(p, {"k": 2}).execution_id
         await _until(lambda: ran == [1])
-        assert engine.tracker.get(second).status == "pending"
+        assert engine.get(second).status == "pending"
         record = engine.cancel(second)
         assert record.status == "cancelled"
         assert record.started_at is None
@@ -199,7 +199,7 @@ async def test_cancelling_just_after_submit_never_runs_the_step(
         execution_id = engine.submit(p, {"k": turns}).execution_id
         for _ in range(turns):
             await anyio.sleep(0)
-        record = engine.tracker.get(execution_id)
+        record = engine.get(execution_id)
         if record.finished:
             with pytest.raises(ExecutionFinished):
                 engine.cancel(execution_id)
@@ -233,7 +233,7 @@ async def test_cancelling_a_finished_or_unknown_execution_is_an_error() -> None:
         assert "already finished: completed" in str(info.value)
         with pytest.raises(UnknownExecution, match="exec_nope"):
             engine.cancel("exec_nope")
-        assert engine.tracker.get(execution_id).status == "completed"
+        assert engine.get(execution_id).status == "completed"
 
 
 @pytest.mark.anyio
@@ -242,7 +242,7 @@ async def test_leaving_the_engine_cancels_what_is_running() -> None:
     async with engine_with() as engine:
         execution_id = engine.submit(loop.pipeline, {}).execution_id
         await _until(loop.running.is_set)
-    assert engine.tracker.get(execution_id).status == "cancelled"
+    assert engine.get(execution_id).status == "cancelled"
     assert loop.ended_by == "Cancelled"
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from stepstream import Engine, Pipeline
-from stepstream.events import StartedEvent
+from stepstream.model.events import StartedEvent
 
 STEP_SECONDS = (0.3, 0.6, 0.3)
 
@@ -37,7 +37,7 @@ def _sleepy() -> Pipeline:
 async def test_first_run_has_no_eta_until_it_has_a_rate() -> None:
     engine = Engine(load_entrypoints=False)
     record = await engine.run(_sleepy())
-    started = engine.tracker.events(record.execution_id)[1]
+    started = engine.events(record.execution_id)[1]
     assert started.progress.eta_seconds is None
 
 
@@ -51,7 +51,7 @@ async def test_eta_from_history_is_present_at_start_and_close_to_the_truth() -> 
         record = engine.submit(pipeline)
         started_wall = time.perf_counter()
         seen: list[tuple[float, float]] = []
-        async with engine.tracker.subscribe(record.execution_id, after=0) as events:
+        async with engine.subscribe(record.execution_id, after=0) as events:
             async for event in events:
                 progress = getattr(event, "progress", None)
                 if progress is not None and progress.eta_seconds is not None:
@@ -73,12 +73,12 @@ async def test_history_survives_a_new_engine_on_the_same_store(tmp_path) -> None
     pipeline = _sleepy()
     first = Engine(store=url, load_entrypoints=False)
     await first.run(pipeline)
-    first.tracker.store.close()
+    first.store.close()
 
     second = Engine(store=url, load_entrypoints=False)
     record = await second.run(pipeline)
-    events = second.tracker.events(record.execution_id)
-    second.tracker.store.close()
+    events = second.events(record.execution_id)
+    second.store.close()
     started = events[1]
     assert isinstance(started, StartedEvent)
     assert started.progress.eta_seconds == pytest.approx(sum(STEP_SECONDS), rel=0.3)

@@ -9,8 +9,8 @@ import anyio
 import msgspec
 import pytest
 
-from stepstream import Pipeline, Progress, ProgressSnapshot, Tracker
-from stepstream.events import (
+from stepstream import Engine, Pipeline, Progress, ProgressSnapshot
+from stepstream.model.events import (
     CancelledEvent,
     CompletedEvent,
     ErrorEvent,
@@ -24,9 +24,9 @@ from stepstream.events import (
     encode,
     record_decoder,
 )
-from stepstream.ids import new_execution_id
+from stepstream.model.ids import new_execution_id
 
-from fw_support import RecordingStore, engine_with
+from fw_support import RecordingStore, engine_with, new_record
 
 ULID = re.compile(r"^exec_[0-9A-HJKMNP-TV-Z]{26}$")
 
@@ -59,8 +59,8 @@ async def _all_kinds_of_events() -> tuple[list[Event], dict[str, ExecutionRecord
         for mode in ("complete", "fail"):
             records[mode] = await engine.run(_pipeline(mode), {})
         cancelled = engine.submit(_pipeline("cancel"), {}).execution_id
-        while engine.tracker.get(cancelled).progress is None or (
-            engine.tracker.get(cancelled).progress.current_step != 1
+        while engine.get(cancelled).progress is None or (
+            engine.get(cancelled).progress.current_step != 1
         ):
             await anyio.sleep(0.001)
         engine.cancel(cancelled)
@@ -112,20 +112,19 @@ async def test_ingesting_an_applied_event_returns_false_and_changes_nothing() ->
     store = RecordingStore()
     engine = engine_with(store=store)
     record = await engine.run(_pipeline("complete"), {})
-    tracker = engine.tracker
-    before = encode(tracker.get(record.execution_id))
-    log_before = tracker.events(record.execution_id)
+    before = encode(engine.get(record.execution_id))
+    log_before = engine.events(record.execution_id)
     for event in store.all_events(record.execution_id):
-        assert tracker.ingest(decode_event(encode(event))) is False
-    assert encode(tracker.get(record.execution_id)) == before
-    assert tracker.events(record.execution_id) == log_before
+        assert engine.ingest(decode_event(encode(event))) is False
+    assert encode(engine.get(record.execution_id)) == before
+    assert engine.events(record.execution_id) == log_before
 
 
 @pytest.mark.anyio
 async def test_ingest_applies_a_new_event_once() -> None:
     p = _pipeline("complete")
-    tracker = Tracker(RecordingStore())
-    record = tracker.create(p, {"n": 1})
+    engine = Engine(store=RecordingStore(), load_entrypoints=False)
+    record = new_record(engine, p, {"n": 1})
     cancelled = CancelledEvent(
         execution_id=record.execution_id,
         seq=2,
@@ -135,11 +134,11 @@ async def test_ingest_applies_a_new_event_once() -> None:
     status = StatusEvent(
         execution_id=record.execution_id, seq=1, status="pending", pipeline=p.name, progress=None
     )
-    assert tracker.ingest(status) is False
-    assert tracker.ingest(cancelled) is True
-    assert tracker.get(record.execution_id).status == "cancelled"
-    assert tracker.ingest(cancelled) is False
-    assert [e.seq for e in tracker.events(record.execution_id)] == [1, 2]
+    assert engine.ingest(status) is False
+    assert engine.ingest(cancelled) is True
+    assert engine.get(record.execution_id).status == "cancelled"
+    assert engine.ingest(cancelled) is False
+    assert [e.seq for e in engine.events(record.execution_id)] == [1, 2]
     late = ProgressEvent(
         execution_id=record.execution_id,
         seq=3,
@@ -147,18 +146,18 @@ async def test_ingest_applies_a_new_event_once() -> None:
             current_step=0, total_steps=2, percentage=1.0, current_step_name="first"
         ),
     )
-    assert tracker.ingest(late) is False
-    assert tracker.get(record.execution_id).status == "cancelled"
+    assert engine.ingest(late) is False
+    assert engine.get(record.execution_id).status == "cancelled"
 
 
 def test_ids_are_prefixed_unique_and_sort_by_creation_order() -> None:
     p = _pipeline("complete")
-    tracker = Tracker()
-    ids = [tracker.create(p, {}).execution_id for _ in range(500)]
+    engine = Engine(load_entrypoints=False)
+    ids = [engine.create(p, {}).execution_id for _ in range(500)]
     assert all(ULID.match(i) for i in ids)
     assert len(set(ids)) == len(ids)
     assert sorted(ids) == ids
-    assert [r.execution_id for r in tracker.list(limit=1000)] == ids[::-1]
+    assert [r.execution_id for r in engine.list(limit=1000)] == ids[::-1]
 
 
 def test_ids_made_on_many_threads_never_collide() -> None:

@@ -102,7 +102,7 @@ async def test_bad_inputs_create_no_execution() -> None:
             engine.submit(p, {"rows": "many"})
         with pytest.raises(InputError):
             await engine.run(p, {})
-        assert engine.tracker.list() == []
+        assert engine.list() == []
 
 
 def test_run_raises_input_error_before_any_step() -> None:

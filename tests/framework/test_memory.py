@@ -57,7 +57,7 @@ async def test_a_finished_ten_step_execution_keeps_under_10_kib() -> None:
     engine = engine_with()
     per_execution = await _retained_per_execution(engine, _ten_steps())
     record = await engine.run(_ten_steps(), {})
-    kinds = [type(e).__name__ for e in engine.tracker.events(record.execution_id)]
+    kinds = [type(e).__name__ for e in engine.events(record.execution_id)]
     assert kinds == ["StatusEvent", "StartedEvent", "ProgressEvent", "CompletedEvent"]
     assert [s.status for s in record.steps] == ["completed"] * 10
     print(f"retained per finished 10-step execution: {per_execution:.0f} B")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stepstream import Pipeline, Progress
-from stepstream.events import (
+from stepstream.model.events import (
     CompletedEvent,
     FailedEvent,
     ProgressEvent,

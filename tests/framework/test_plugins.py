@@ -1,16 +1,26 @@
-"""Plugins: a broken one is logged and skipped; installed ones are found by entry point."""
+"""Plugins: they see state after each change, a broken one is skipped, installed ones are found."""
 
 from __future__ import annotations
 
 import logging
+from types import ModuleType
 from typing import Any
 
 import anyio
 import pytest
 
-import stepstream_testplugin
-from stepstream import Engine, Pipeline, Progress, hookimpl, make_plugin_manager
-from stepstream.plugins import DEFAULT_PLUGINS
+from stepstream import (
+    Engine,
+    ExecutionRecord,
+    Pipeline,
+    PluginConflict,
+    Progress,
+    StoreError,
+    hookimpl,
+    make_plugin_manager,
+)
+from stepstream.plugins import DEFAULT_PLUGINS, LOAD_PLUGINS_ENV
+from stepstream.stores.memory import MemoryStore
 
 from fw_support import HookRecorder, engine_with
 
@@ -99,7 +109,7 @@ async def test_a_raising_plugin_is_logged_and_neither_fails_the_run_nor_starves_
     assert broken.calls == len(before.calls)
     messages = [r.getMessage() for r in caplog.records if r.name == "stepstream.plugins"]
     assert len(messages) == broken.calls
-    assert all("failed in hook" in m for m in messages)
+    assert all("raised in hook" in m and "this call of it is skipped" in m for m in messages)
     assert any("execution_finished" in m for m in messages)
     assert all(r.exc_info and "broken plugin" in str(r.exc_info[1]) for r in caplog.records)
 
@@ -116,40 +126,179 @@ async def test_plugins_registered_or_removed_after_the_engine_was_built_are_hono
     assert late.names(second.execution_id) == []
 
 
-def test_the_tracker_and_the_built_ins_are_registered_like_any_plugin() -> None:
+def test_the_built_ins_are_registered_like_any_plugin() -> None:
     engine = Engine(load_entrypoints=False)
-    assert engine.plugins.get_plugin("tracker") is engine.tracker
     for name in DEFAULT_PLUGINS:
         assert engine.plugins.has_plugin(name)
         assert engine.plugins.origin(name) == "built-in"
-    tracker_hooks = {c.name for c in engine.plugins.get_hookcallers(engine.tracker)}
-    assert set(HOOKS) <= tracker_hooks
+
+
+class StateProbe:
+    """A plugin that reads the engine's record inside each hook, as a plugin author would."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.seen: list[tuple[str, Any]] = []
+
+    @hookimpl
+    def execution_started(self, execution_id: str, record: ExecutionRecord) -> None:
+        self.seen.append(("started", self.engine.get(execution_id).status))
+        self.seen.append(("started record", record.status))
+
+    @hookimpl
+    def step_started(self, execution_id: str, index: int) -> None:
+        self.seen.append(("step_started", self.engine.get(execution_id).steps[index].status))
+
+    @hookimpl
+    def step_done(self, execution_id: str, index: int, progress: Any) -> None:
+        record = self.engine.get(execution_id)
+        self.seen.append(("step_done", record.steps[index].status))
+        self.seen.append(("step_done progress", record.progress == progress))
+
+    @hookimpl
+    def execution_finished(self, execution_id: str, record: ExecutionRecord) -> None:
+        self.seen.append(("finished", self.engine.get(execution_id).status))
+        self.seen.append(("finished record", record.status))
 
 
 @pytest.mark.anyio
-async def test_an_installed_plugin_is_discovered_through_its_entry_point_and_gets_hooks() -> None:
+@pytest.mark.parametrize("fail", [False, True])
+async def test_a_plugin_registered_after_the_engine_sees_the_state_after_each_change(
+    fail: bool,
+) -> None:
+    engine = Engine(load_entrypoints=False)
+    probe = StateProbe(engine)
+    engine.plugins.register(probe, name="late")
+    record = await engine.run(_pipeline(fail), {})
+    final = "failed" if fail else "completed"
+    assert record.status == final
+    assert probe.seen[:2] == [("started", "running"), ("started record", "running")]
+    assert ("step_started", "running") in probe.seen
+    assert ("step_done", "completed") in probe.seen
+    assert ("step_done progress", True) in probe.seen
+    assert probe.seen[-2:] == [("finished", final), ("finished record", final)]
+
+
+@pytest.mark.anyio
+async def test_an_installed_plugin_is_discovered_through_its_entry_point_and_gets_hooks(
+    test_plugin: ModuleType,
+) -> None:
     manager = make_plugin_manager()
-    assert manager.get_plugin("testplugin") is stepstream_testplugin
+    assert manager.get_plugin("testplugin") is test_plugin
     assert manager.origin("testplugin") == "stepstream-testplugin 0.0.1"
     record = await Engine(plugins=manager).run(_pipeline(), {})
-    assert ("execution_started", record.execution_id) in stepstream_testplugin.SEEN
-    assert ("execution_finished:completed", record.execution_id) in stepstream_testplugin.SEEN
+    assert ("execution_started", record.execution_id) in test_plugin.SEEN
+    assert ("execution_finished:completed", record.execution_id) in test_plugin.SEEN
+
+
+def test_the_test_plugin_is_not_installed_unless_a_test_installs_it() -> None:
+    assert not make_plugin_manager().has_plugin("testplugin")
 
 
 @pytest.mark.anyio
-async def test_load_entrypoints_false_leaves_installed_plugins_out() -> None:
+async def test_load_entrypoints_false_leaves_installed_plugins_out(test_plugin: ModuleType) -> None:
     manager = make_plugin_manager(load_entrypoints=False)
     assert not manager.has_plugin("testplugin")
     record = await Engine(plugins=manager).run(_pipeline(), {})
-    assert record.execution_id not in {seen for _, seen in stepstream_testplugin.SEEN}
+    assert record.execution_id not in {seen for _, seen in test_plugin.SEEN}
     assert not Engine(load_entrypoints=False).plugins.has_plugin("testplugin")
     assert Engine().plugins.has_plugin("testplugin")
 
 
-def test_pipeline_run_uses_no_installed_plugins() -> None:
-    before = list(stepstream_testplugin.SEEN)
+@pytest.mark.parametrize(
+    ("selection", "loaded"),
+    [
+        (None, {"testplugin", "demo"}),
+        ("", set()),
+        ("testplugin", {"testplugin"}),
+        ("stepstream-testplugin", {"testplugin"}),  # a distribution name works too
+        (" Stepstream_Demo , testplugin", {"testplugin", "demo"}),
+    ],
+)
+def test_stepstream_load_plugins_selects_which_installed_plugins_load(
+    test_plugin: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    selection: str | None,
+    loaded: set[str],
+) -> None:
+    if selection is None:
+        monkeypatch.delenv(LOAD_PLUGINS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(LOAD_PLUGINS_ENV, selection)
+    manager = make_plugin_manager()
+    assert {name for name in ("testplugin", "demo") if manager.has_plugin(name)} == loaded
+    assert all(manager.has_plugin(name) for name in DEFAULT_PLUGINS)
+
+
+def test_stepstream_load_plugins_naming_nothing_installed_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "stepstream-nothing")
+    with caplog.at_level(logging.WARNING, logger="stepstream.plugins"):
+        manager = make_plugin_manager()
+    assert not manager.has_plugin("demo")
+    assert "stepstream-nothing" in caplog.text and "installed:" in caplog.text
+
+
+def test_pipeline_run_uses_no_installed_plugins(test_plugin: ModuleType) -> None:
+    before = list(test_plugin.SEEN)
     assert _pipeline().run(n=2) == 4
-    assert before == stepstream_testplugin.SEEN
+    assert before == test_plugin.SEEN
+
+
+class OtherMemory(MemoryStore):
+    """A store class another plugin offers under a scheme that is already taken."""
+
+
+def test_a_store_scheme_offered_twice_is_an_error_naming_both_plugins() -> None:
+    class Rival:
+        @hookimpl
+        def register_stores(self) -> dict[str, type]:
+            return {"memory": OtherMemory, "rival": OtherMemory}
+
+    plugins = make_plugin_manager(load_entrypoints=False)
+    plugins.register(Rival(), name="rival-plugin")
+    with pytest.raises(PluginConflict) as raised:
+        Engine(plugins=plugins, store="memory://")
+    message = str(raised.value)
+    assert "'memory'" in message
+    assert "rival-plugin" in message and "stepstream.stores.memory" in message
+    assert "STEPSTREAM_LOAD_PLUGINS" in message
+    assert isinstance(Engine(plugins=plugins, store="rival://").store, OtherMemory)
+
+
+def test_a_raising_register_stores_loses_only_its_own_schemes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        @hookimpl
+        def register_stores(self) -> dict[str, type]:
+            raise RuntimeError("cannot offer my store")
+
+    plugins = make_plugin_manager(load_entrypoints=False)
+    plugins.register(Broken(), name="broken")
+    with caplog.at_level(logging.ERROR, logger="stepstream.plugins"):
+        engine = Engine(plugins=plugins)
+    assert isinstance(engine.store, MemoryStore)
+    assert "'broken' raised in hook register_stores" in caplog.text
+    with pytest.raises(StoreError, match="installed: memory://, sqlite://"):
+        Engine(plugins=plugins, store="broken://")
+
+
+def test_plugins_ship_pipelines_and_two_offering_one_name_conflict() -> None:
+    shipped = _pipeline()
+
+    class Shipper:
+        @hookimpl
+        def register_pipelines(self) -> list[Pipeline]:
+            return [shipped]
+
+    plugins = make_plugin_manager(load_entrypoints=False)
+    plugins.register(Shipper(), name="shipper")
+    assert dict(plugins.pipelines()) == {"plugged": shipped}
+    plugins.register(Shipper(), name="copycat")
+    with pytest.raises(PluginConflict, match="copycat, shipper"):
+        plugins.pipelines()["plugged"]
 
 
 def test_hook_arguments_are_passed_by_name_so_plugins_take_only_what_they_need() -> None:
@@ -170,7 +319,7 @@ def test_a_plugin_whose_register_commands_raises_loses_only_its_own_commands(
 ) -> None:
     import click
 
-    from stepstream.cli import build_cli
+    from stepstream.cli.main import build_cli
 
     class Broken:
         @hookimpl
@@ -182,4 +331,4 @@ def test_a_plugin_whose_register_commands_raises_loses_only_its_own_commands(
     with caplog.at_level(logging.ERROR, logger="stepstream.plugins"):
         group = build_cli(plugins)
     assert {"run", "plugins"} <= set(group.commands)
-    assert "'broken' failed in hook register_commands" in caplog.text
+    assert "'broken' raised in hook register_commands" in caplog.text

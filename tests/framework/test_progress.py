@@ -132,7 +132,7 @@ async def test_the_running_steps_counts_and_message_show_in_the_snapshot() -> No
         execution_id = engine.submit(p, {}).execution_id
         with anyio.fail_after(10):
             await halfway.wait()
-        snapshot = engine.tracker.get(execution_id).progress
+        snapshot = engine.get(execution_id).progress
         resume.set()
         await engine.wait(execution_id)
     assert snapshot is not None
@@ -196,7 +196,7 @@ async def test_updates_keep_flowing_when_items_slow_down_after_a_fast_burst() ->
 
 def test_the_clock_check_stride_stays_bounded_however_long_a_fast_loop_runs() -> None:
     """An unbounded stride grew into a huge int, making each call slower than the last."""
-    from stepstream.progress import MAX_STRIDE, Progress, Throttle
+    from stepstream.authoring.progress import MAX_STRIDE, Progress, Throttle
 
     progress = Progress(lambda _: None, Throttle(interval=0.05))
     for _ in range(2_000_000):

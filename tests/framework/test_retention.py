@@ -9,8 +9,8 @@ import anyio
 import pytest
 
 from stepstream import Engine, Pipeline, StoreError
-from stepstream.retention import Retention, prune_forever
 from stepstream.stores.memory import MemoryStore
+from stepstream_server.retention import Retention, prune_forever
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from stepstream import Engine, Pipeline
-from stepstream.events import ProgressEvent, ProgressSnapshot, StepState
+from stepstream.model.events import ProgressEvent, ProgressSnapshot, StepState
 from stepstream.stores.memory import MemoryStore
 
 from fw_support import engine_with
@@ -124,14 +124,14 @@ async def test_creating_on_a_closed_store_leaves_nothing_behind() -> None:
     engine = Engine(store=ClosedStore(), load_entrypoints=False)
     with pytest.raises(OSError):
         engine.create(_fine(), {})
-    assert engine.tracker.subscriber_count() == 0
-    assert engine.tracker.list() == []
+    assert engine.subscriber_count() == 0
+    assert engine.list() == []
 
 
 @pytest.mark.anyio
 async def test_an_ingested_event_naming_a_step_that_does_not_exist_is_refused() -> None:
     engine = Engine(load_entrypoints=False)
-    record = engine.tracker.create(_fine(), {})
+    record = engine.create(_fine(), {})
     bad = ProgressEvent(
         execution_id=record.execution_id,
         seq=2,
@@ -141,8 +141,8 @@ async def test_an_ingested_event_naming_a_step_that_does_not_exist_is_refused() 
         step=StepState(name="x", index=7, status="running", weight=1.0),
     )
     with pytest.raises(ValueError, match="names step 7"):
-        engine.tracker.ingest(bad)
-    assert engine.tracker.get(record.execution_id).last_seq == 1
+        engine.ingest(bad)
+    assert engine.get(record.execution_id).last_seq == 1
 
 
 def test_mutable_defaults_appear_in_the_input_schema() -> None:

@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from stepstream import Pipeline, Progress, StepFailedError, hookimpl
-from stepstream.events import encode
+from stepstream.model.events import encode
 
 from fw_support import HookRecorder, engine_with
 
@@ -172,7 +172,7 @@ async def test_a_failed_step_is_recorded_with_name_type_message_and_traceback(
     assert recorder.of("execution_finished")[0]["status"] == "failed"
     assert recorder.of("execution_finished")[0]["error"] == error
     assert "never" not in [c["name"] for c in recorder.of("step_started")]
-    last = engine.tracker.events(record.execution_id)[-1]
+    last = engine.events(record.execution_id)[-1]
     assert type(last).__name__ == "FailedEvent"
     assert last.error == error
 
@@ -243,7 +243,7 @@ async def test_queued_executions_start_in_order_at_most_max_concurrent_at_a_time
         while len(running) < 2:
             await anyio.sleep(0.001)
         assert engine.running == 2
-        assert [engine.tracker.get(i).status for i in ids] == ["running"] * 2 + ["pending"] * 3
+        assert [engine.get(i).status for i in ids] == ["running"] * 2 + ["pending"] * 3
         gate.set()
         records = [await engine.wait(i) for i in ids]
     assert [r.status for r in records] == ["completed"] * 5

@@ -21,7 +21,8 @@ import msgspec
 import pytest
 
 from stepstream import Engine, ErrorInfo, Pipeline, Progress, StoreError, make_plugin_manager
-from stepstream.events import (
+from stepstream.cli.loader import load_pipeline
+from stepstream.model.events import (
     CancelledEvent,
     CompletedEvent,
     Event,
@@ -33,11 +34,11 @@ from stepstream.events import (
     StatusEvent,
     StepState,
 )
-from stepstream.loader import load_pipeline
 from stepstream.stores import ExecutionStore, open_store
 from stepstream.stores.memory import MemoryStore
 from stepstream.stores.sqlite import SqliteStore, chunk_decoder
-from stepstream.tracker import Tracker
+
+from fw_support import new_record
 
 NEVER = 3600.0  # a flush interval that keeps everything queued until flush() or close()
 
@@ -156,12 +157,12 @@ def test_every_record_field_and_every_event_type_survive_a_reopen(
     db: Path, opened: Callable[..., SqliteStore]
 ) -> None:
     store = opened(cls=MirroredStore)
-    tracker = Tracker(store)
+    engine = Engine(store=store, load_entrypoints=False)
     shapes = _shapes()
     inputs = {"path": "/data/in.csv", "sizes": [1, 2, 3], "options": {"ratio": 0.5}}
     t0 = _now() - timedelta(minutes=5)
 
-    completed = tracker.create(shapes, inputs)
+    completed = new_record(engine, shapes, inputs)
     cid = completed.execution_id
     for event in [
         StartedEvent(
@@ -203,12 +204,12 @@ def test_every_record_field_and_every_event_type_survive_a_reopen(
             outputs={"total": 6, "parts": [1, None, "x", 2.5, True], "nested": {"deep": {"a": []}}},
         ),
     ]:
-        assert tracker.ingest(event)
+        assert engine.ingest(event)
 
-    failed = tracker.create(shapes, {"path": "b", "sizes": []})
+    failed = new_record(engine, shapes, {"path": "b", "sizes": []})
     fid = failed.execution_id
-    tracker.ingest(StartedEvent(execution_id=fid, seq=2, started_at=t0, progress=_snapshot(0, 0.0)))
-    tracker.ingest(
+    engine.ingest(StartedEvent(execution_id=fid, seq=2, started_at=t0, progress=_snapshot(0, 0.0)))
+    engine.ingest(
         ProgressEvent(
             execution_id=fid,
             seq=3,
@@ -216,7 +217,7 @@ def test_every_record_field_and_every_event_type_survive_a_reopen(
             step=_step(1, "running", started_at=t0),
         )
     )
-    tracker.ingest(
+    engine.ingest(
         FailedEvent(
             execution_id=fid,
             seq=4,
@@ -231,23 +232,23 @@ def test_every_record_field_and_every_event_type_survive_a_reopen(
         )
     )
 
-    cancelled = tracker.create(shapes, {"path": "c", "sizes": [4]})
-    tracker.ingest(
+    cancelled = new_record(engine, shapes, {"path": "c", "sizes": [4]})
+    engine.ingest(
         CancelledEvent(
             execution_id=cancelled.execution_id, seq=2, finished_at=_now(), reason="asked to"
         )
     )
 
-    running = tracker.create(shapes, {"path": "d", "sizes": [5]})
+    running = new_record(engine, shapes, {"path": "d", "sizes": [5]})
     rid = running.execution_id
-    tracker.ingest(StartedEvent(execution_id=rid, seq=2, started_at=t0, progress=_snapshot(0, 0.0)))
-    tracker.ingest(
+    engine.ingest(StartedEvent(execution_id=rid, seq=2, started_at=t0, progress=_snapshot(0, 0.0)))
+    engine.ingest(
         ProgressEvent(
             execution_id=rid, seq=3, progress=_snapshot(0, 5.0, items_done=7, message="going")
         )
     )
 
-    pending = tracker.create(shapes, {"path": "e", "sizes": []})
+    pending = new_record(engine, shapes, {"path": "e", "sizes": []})
     records = [completed, failed, cancelled, running, pending]
     mirror = store.mirror
 
@@ -338,18 +339,18 @@ def test_a_long_step_leaves_one_progress_row_not_one_per_flush(
     db: Path, opened: Callable[..., SqliteStore]
 ) -> None:
     store = opened(flush_interval=NEVER, batch_size=10**9)
-    tracker = Tracker(store)
-    eid = tracker.create(_shapes(), {"path": "a", "sizes": [1]}).execution_id
-    tracker.ingest(
+    engine = Engine(store=store, load_entrypoints=False)
+    eid = new_record(engine, _shapes(), {"path": "a", "sizes": [1]}).execution_id
+    engine.ingest(
         StartedEvent(execution_id=eid, seq=2, started_at=_now(), progress=_snapshot(0, 0.0))
     )
     for seq in range(3, 13):
-        tracker.ingest(ProgressEvent(execution_id=eid, seq=seq, progress=_snapshot(0, seq)))
+        engine.ingest(ProgressEvent(execution_id=eid, seq=seq, progress=_snapshot(0, seq)))
         store.flush()
     # seq 3 shares its chunk with the lifecycle events; each later lone one replaced the last
     assert [e.seq for e in _raw_events(db)[eid]] == [1, 2, 3, 12]
     assert [e.seq for e in store.events(eid)] == [1, 2, 12]
-    tracker.ingest(
+    engine.ingest(
         CompletedEvent(execution_id=eid, seq=13, finished_at=_now(), progress=_snapshot(2, 100.0))
     )
     store.flush()
@@ -361,14 +362,14 @@ def test_reads_include_queued_events_and_replayed_lifecycle_events_are_written_f
     db: Path, opened: Callable[..., SqliteStore]
 ) -> None:
     store = opened(flush_interval=NEVER, batch_size=10**9)
-    tracker = Tracker(store)
-    record = tracker.create(_shapes(), {"path": "a", "sizes": [1]})
+    engine = Engine(store=store, load_entrypoints=False)
+    record = new_record(engine, _shapes(), {"path": "a", "sizes": [1]})
     eid = record.execution_id
-    tracker.ingest(
+    engine.ingest(
         StartedEvent(execution_id=eid, seq=2, started_at=_now(), progress=_snapshot(0, 0.0))
     )
-    tracker.ingest(ProgressEvent(execution_id=eid, seq=3, progress=_snapshot(0, 1.0)))
-    tracker.ingest(ProgressEvent(execution_id=eid, seq=4, progress=_snapshot(0, 2.0)))
+    engine.ingest(ProgressEvent(execution_id=eid, seq=3, progress=_snapshot(0, 1.0)))
+    engine.ingest(ProgressEvent(execution_id=eid, seq=4, progress=_snapshot(0, 2.0)))
 
     assert _raw_ids(db) == set()  # nothing is written yet...
     assert store.get(eid) == record  # ...but every read sees it
@@ -383,12 +384,12 @@ def test_reads_include_queued_events_and_replayed_lifecycle_events_are_written_f
     assert [e.seq for e in store.events(eid)] == [1, 2, 4]  # status and started are written first
     assert [e.seq for e in _raw_events(db)[eid]] == [1, 2, 4]
 
-    tracker.ingest(
+    engine.ingest(
         ProgressEvent(
             execution_id=eid, seq=5, progress=_snapshot(0, 3.0), step=_step(0, "completed")
         )
     )
-    tracker.ingest(ProgressEvent(execution_id=eid, seq=6, progress=_snapshot(1, 21.0)))
+    engine.ingest(ProgressEvent(execution_id=eid, seq=6, progress=_snapshot(1, 21.0)))
     assert [e.seq for e in store.events(eid)] == [1, 2, 6]  # the latest progress replaces steps
     assert store.get(eid).steps[0].status == "completed"  # ...whose state the record keeps
     store.close()  # close writes what is queued
@@ -401,8 +402,8 @@ def test_concurrent_reads_never_skip_or_repeat_an_event_while_the_writer_flushes
     opened: Callable[..., SqliteStore],
 ) -> None:
     store = opened(flush_interval=0.001, batch_size=64)
-    tracker = Tracker(store)
-    eid = tracker.create(_shapes(), {"path": "a", "sizes": [1]}).execution_id
+    engine = Engine(store=store, load_entrypoints=False)
+    eid = new_record(engine, _shapes(), {"path": "a", "sizes": [1]}).execution_id
     produced: list[Event] = [store.events(eid)[0]]
     total = 20_000
 
@@ -424,7 +425,7 @@ def test_concurrent_reads_never_skip_or_repeat_an_event_while_the_writer_flushes
                     execution_id=eid, seq=seq, progress=_snapshot(1, 1.0, items_done=seq)
                 )
             produced.append(event)  # before ingest: a read that starts later must see it
-            tracker.ingest(event)
+            engine.ingest(event)
 
     producer = threading.Thread(target=produce)
     producer.start()
@@ -456,8 +457,8 @@ def test_reads_from_threads_that_come_and_go_reuse_a_few_connections(
     db: Path, opened: Callable[..., SqliteStore]
 ) -> None:
     store = opened()
-    tracker = Tracker(store)
-    eid = tracker.create(_shapes(), {"path": "a", "sizes": [1]}).execution_id
+    engine = Engine(store=store, load_entrypoints=False)
+    eid = new_record(engine, _shapes(), {"path": "a", "sizes": [1]}).execution_id
     store.flush()
     baseline = _open_handles(db)  # the writer's
     together = threading.Barrier(8)
@@ -489,7 +490,9 @@ def test_close_flushes_is_idempotent_and_refuses_later_use(
     db: Path, opened: Callable[..., SqliteStore]
 ) -> None:
     store = opened(flush_interval=NEVER, batch_size=10**9)
-    record = Tracker(store).create(_shapes(), {"path": "a", "sizes": [1]})
+    record = new_record(
+        Engine(store=store, load_entrypoints=False), _shapes(), {"path": "a", "sizes": [1]}
+    )
     store.close()
     store.close()
     with pytest.raises(StoreError, match="closed"):
@@ -515,13 +518,13 @@ def test_list_pages_newest_first_with_filters_from_queue_and_file_alike(
     db: Path, opened: Callable[..., SqliteStore]
 ) -> None:
     store = opened(flush_interval=NEVER, batch_size=10**9)
-    tracker = Tracker(store)
+    engine = Engine(store=store, load_entrypoints=False)
     alpha, beta = _shapes(), _shapes("beta")
     records = []
     for i in range(30):
-        record = tracker.create(beta if i % 3 == 0 else alpha, {"path": str(i), "sizes": [i]})
+        record = new_record(engine, beta if i % 3 == 0 else alpha, {"path": str(i), "sizes": [i]})
         if i % 2 == 0:
-            tracker.ingest(
+            engine.ingest(
                 CompletedEvent(
                     execution_id=record.execution_id,
                     seq=2,
@@ -577,7 +580,7 @@ import time
 import anyio
 
 from stepstream import Engine, Pipeline, Progress
-from stepstream.events import ProgressEvent
+from stepstream.model.events import ProgressEvent
 from stepstream.stores.sqlite import SqliteStore
 
 slow = Pipeline("slow")
@@ -611,7 +614,7 @@ async def main(path: str) -> None:
     async with engine:
         finished = await engine.run(slow, {"items": 2})
         print("completed", finished.execution_id, flush=True)
-        watch = engine.tracker.watch()
+        watch = engine.watch()
         running = engine.submit(slow, {"items": 1_000_000})
         waiting = [engine.submit(slow, {"items": 3}) for _ in range(2)]
         print("running", running.execution_id, flush=True)
@@ -690,7 +693,7 @@ async def test_after_a_sigkill_running_executions_fail_pending_ones_run_and_no_s
     engine.add_pipeline(slow)
     restarted_at = _now()
     async with engine:
-        failed = engine.tracker.get(running)
+        failed = engine.get(running)
         assert failed.status == "failed"
         with anyio.fail_after(30):
             requeued = [await engine.wait(i) for i in waiting]
@@ -772,7 +775,7 @@ async def test_recovery_fails_pending_executions_that_cannot_run_any_more(
     }
     runner = engine.create("kept", {"n": 4}).execution_id
     started = _now()
-    engine.tracker.ingest(
+    engine.ingest(
         StartedEvent(
             execution_id=runner,
             seq=2,
@@ -780,7 +783,7 @@ async def test_recovery_fails_pending_executions_that_cannot_run_any_more(
             progress=_snapshot(0, 0.0, elapsed_seconds=0.0),
         )
     )
-    engine.tracker.ingest(
+    engine.ingest(
         ProgressEvent(execution_id=runner, seq=3, progress=_snapshot(0, 40.0, elapsed_seconds=12.5))
     )
     store.close()
@@ -793,8 +796,8 @@ async def test_recovery_fails_pending_executions_that_cannot_run_any_more(
     async with engine:
         with anyio.fail_after(10):
             kept = await engine.wait(queued["kept"])
-        records = {name: engine.tracker.get(i) for name, i in queued.items()}
-        stopped = engine.tracker.get(runner)
+        records = {name: engine.get(i) for name, i in queued.items()}
+        stopped = engine.get(runner)
 
     assert kept.status == "completed" and kept.outputs == 3
     errors = {name: r.error for name, r in records.items() if name != "kept"}
@@ -826,20 +829,20 @@ def any_store(request: pytest.FixtureRequest, opened: Callable[..., SqliteStore]
 
 def _finished_history(store: ExecutionStore) -> list[ExecutionRecord]:
     """Eight executions finished hours apart (oldest first), one running and one pending."""
-    tracker = Tracker(store)
+    engine = Engine(store=store, load_entrypoints=False)
     shapes = _shapes()
     records = []
     for i in range(8):
-        record = tracker.create(shapes, {"path": str(i), "sizes": [i]})
+        record = new_record(engine, shapes, {"path": str(i), "sizes": [i]})
         eid = record.execution_id
         finished_at = _now() - timedelta(hours=8 - i)
-        tracker.ingest(
+        engine.ingest(
             StartedEvent(
                 execution_id=eid, seq=2, started_at=finished_at, progress=_snapshot(0, 0.0)
             )
         )
         for index in range(3):
-            tracker.ingest(
+            engine.ingest(
                 ProgressEvent(
                     execution_id=eid,
                     seq=3 + index,
@@ -848,18 +851,18 @@ def _finished_history(store: ExecutionStore) -> list[ExecutionRecord]:
                 )
             )
         terminal = CompletedEvent if i != 5 else CancelledEvent
-        tracker.ingest(
+        engine.ingest(
             terminal(execution_id=eid, seq=6, finished_at=finished_at, progress=_snapshot(2, 100.0))
         )
         records.append(record)
-    running = tracker.create(shapes, {"path": "r", "sizes": []})
-    tracker.ingest(
+    running = new_record(engine, shapes, {"path": "r", "sizes": []})
+    engine.ingest(
         StartedEvent(
             execution_id=running.execution_id, seq=2, started_at=_now(), progress=_snapshot(0, 0.0)
         )
     )
     records.append(running)
-    records.append(tracker.create(shapes, {"path": "p", "sizes": []}))
+    records.append(new_record(engine, shapes, {"path": "p", "sizes": []}))
     return records
 
 
@@ -940,7 +943,7 @@ def test_a_file_that_is_not_our_store_is_refused_and_left_alone(
     prepare(db)
     content = db.read_bytes()
     with pytest.raises(StoreError) as caught:
-        open_store(f"sqlite:///{db}", make_plugin_manager(load_entrypoints=False))
+        open_store(f"sqlite:///{db}", make_plugin_manager(load_entrypoints=False).store_schemes())
     message = str(caught.value)
     assert "\n" not in message
     assert re.search(
@@ -969,7 +972,7 @@ def test_an_unusable_path_is_a_one_line_error_naming_it(
     (tmp_path / "a-dir").mkdir()
     path = tmp_path / relative
     with pytest.raises(StoreError) as caught:
-        open_store(f"sqlite:///{path}", make_plugin_manager(load_entrypoints=False))
+        open_store(f"sqlite:///{path}", make_plugin_manager(load_entrypoints=False).store_schemes())
     assert str(caught.value) == f"cannot open store {path}: " + problem.format(
         dir=path.parent, path=path
     )
@@ -1010,12 +1013,12 @@ def test_store_urls_name_relative_or_absolute_files(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     plugins = make_plugin_manager(load_entrypoints=False)
-    relative = open_store("sqlite:///here.db", plugins)
+    relative = open_store("sqlite:///here.db", plugins.store_schemes())
     try:
         assert isinstance(relative, SqliteStore) and relative.path == str(tmp_path / "here.db")
     finally:
         relative.close()
-    absolute = open_store(f"sqlite:///{tmp_path}/abs.db", plugins)
+    absolute = open_store(f"sqlite:///{tmp_path}/abs.db", plugins.store_schemes())
     try:
         assert absolute.path == str(tmp_path / "abs.db") and (tmp_path / "abs.db").exists()
     finally:
@@ -1024,7 +1027,7 @@ def test_store_urls_name_relative_or_absolute_files(
         with pytest.raises(
             StoreError, match=r"does not name a SQLite file; use sqlite:///relative/path\.db"
         ):
-            open_store(url, plugins)
+            open_store(url, plugins.store_schemes())
 
 
 # -- many processes ----------------------------------------------------------------------

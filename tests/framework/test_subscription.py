@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from stepstream import Pipeline, Progress, UnknownExecution
-from stepstream.events import (
+from stepstream.model.events import (
     CancelledEvent,
     CompletedEvent,
     Event,
@@ -63,10 +63,10 @@ async def test_subscribe_after_a_seq_replays_the_rest_then_follows_live_to_the_e
     async with engine_with(progress_interval=0) as engine:
         execution_id = engine.submit(gated.pipeline, {}).execution_id
         await gated.wait_at_gate()
-        logged = engine.tracker.events(execution_id)
-        at_subscribe = engine.tracker.get(execution_id).last_seq
+        logged = engine.events(execution_id)
+        at_subscribe = engine.get(execution_id).last_seq
         assert at_subscribe > 3
-        subscription = engine.tracker.subscribe(execution_id, after=2)
+        subscription = engine.subscribe(execution_id, after=2)
         assert isinstance(subscription.status, StatusEvent)
         assert subscription.status.status == "running"
         assert subscription.status.seq == 2
@@ -89,7 +89,7 @@ async def test_subscribe_after_a_seq_replays_the_rest_then_follows_live_to_the_e
     assert isinstance(received[-1], CompletedEvent)
     assert received[-1].seq == record.last_seq
     assert received[-1].outputs == 20
-    assert engine.tracker.subscriber_count(execution_id) == 0
+    assert engine.subscriber_count(execution_id) == 0
 
 
 @pytest.mark.anyio
@@ -98,10 +98,10 @@ async def test_subscribe_without_after_starts_from_now() -> None:
     async with engine_with(progress_interval=0) as engine:
         execution_id = engine.submit(gated.pipeline, {}).execution_id
         await gated.wait_at_gate()
-        now = engine.tracker.get(execution_id).last_seq
-        subscription = engine.tracker.subscribe(execution_id)
+        now = engine.get(execution_id).last_seq
+        subscription = engine.subscribe(execution_id)
         assert subscription.status.seq == now
-        assert subscription.status.progress == engine.tracker.get(execution_id).progress
+        assert subscription.status.progress == engine.get(execution_id).progress
         gated.gate.set()
         received = await _drain(subscription)
     _assert_ordered(received)
@@ -115,14 +115,14 @@ async def test_a_finished_execution_gives_its_status_then_only_the_terminal_even
     gated.gate.set()
     async with engine_with() as engine:
         record = await engine.run(gated.pipeline, {})
-        subscription = engine.tracker.subscribe(record.execution_id)
+        subscription = engine.subscribe(record.execution_id)
         assert subscription.status.status == "completed"
         assert subscription.status.progress == record.progress
         received = await _drain(subscription)
         assert [type(e) for e in received] == [CompletedEvent]
         assert received[0].seq == record.last_seq
-        everything = await _drain(engine.tracker.subscribe(record.execution_id, after=0))
-    assert everything == engine.tracker.events(record.execution_id)
+        everything = await _drain(engine.subscribe(record.execution_id, after=0))
+    assert everything == engine.events(record.execution_id)
     assert isinstance(everything[0], StatusEvent)
     assert isinstance(everything[-1], CompletedEvent)
 
@@ -131,14 +131,14 @@ async def test_a_finished_execution_gives_its_status_then_only_the_terminal_even
 async def test_subscribing_to_an_unknown_execution_raises() -> None:
     async with engine_with() as engine:
         with pytest.raises(UnknownExecution):
-            engine.tracker.subscribe("exec_missing")
+            engine.subscribe("exec_missing")
 
 
 @pytest.mark.anyio
 async def test_unsubscribing_frees_the_subscriber() -> None:
     gated = Gated()
     async with engine_with() as engine:
-        tracker = engine.tracker
+        tracker = engine
         execution_id = engine.submit(gated.pipeline, {}).execution_id
         await gated.wait_at_gate()
         first = tracker.subscribe(execution_id)
@@ -166,11 +166,11 @@ async def test_a_reader_that_stops_early_frees_its_subscription() -> None:
     async with engine_with(progress_interval=0) as engine:
         execution_id = engine.submit(gated.pipeline, {}).execution_id
         await gated.wait_at_gate()
-        async with engine.tracker.subscribe(execution_id, after=0) as subscription:
+        async with engine.subscribe(execution_id, after=0) as subscription:
             async for event in subscription:
                 if isinstance(event, StartedEvent):
                     break
-        assert engine.tracker.subscriber_count() == 0
+        assert engine.subscriber_count() == 0
         gated.gate.set()
         await engine.wait(execution_id)
 
@@ -193,13 +193,13 @@ async def test_a_lagging_subscriber_gets_every_lifecycle_event_and_the_latest_pr
 
     async with engine_with(progress_interval=0) as engine:
         execution_id = engine.submit(p, {}).execution_id
-        subscription = engine.tracker.subscribe(execution_id)
+        subscription = engine.subscribe(execution_id)
         record = await engine.wait(execution_id)
         assert record.last_seq > 10
         received = await _drain(subscription)
     assert [type(e) for e in received] == [StartedEvent, ProgressEvent, CompletedEvent]
     _assert_ordered(received)
-    latest_progress = engine.tracker.events(execution_id)[-2]
+    latest_progress = engine.events(execution_id)[-2]
     assert received[1] == latest_progress
     assert received[1].seq == record.last_seq - 1
 
@@ -210,8 +210,8 @@ async def test_a_slow_subscriber_does_not_slow_a_fast_one_or_the_pipeline() -> N
     gated.gate.set()
     async with engine_with(progress_interval=0) as engine:
         execution_id = engine.submit(gated.pipeline, {}).execution_id
-        slow = engine.tracker.subscribe(execution_id)
-        fast = engine.tracker.subscribe(execution_id)
+        slow = engine.subscribe(execution_id)
+        fast = engine.subscribe(execution_id)
         fast_events = await _drain(fast)
         record = await engine.wait(execution_id)
         assert record.status == "completed"
@@ -234,7 +234,7 @@ async def test_watch_follows_several_executions() -> None:
         return k
 
     async with engine_with() as engine:
-        watcher = engine.tracker.watch()
+        watcher = engine.watch()
         ids = [engine.submit(p, {"k": k}).execution_id for k in range(3)]
         for execution_id in ids:
             await engine.wait(execution_id)
@@ -246,7 +246,7 @@ async def test_watch_follows_several_executions() -> None:
                 if completed == set(ids):
                     break
         watcher.close()
-        assert engine.tracker.subscriber_count() == 0
+        assert engine.subscriber_count() == 0
 
 
 @pytest.mark.anyio
@@ -256,7 +256,7 @@ async def test_a_subscriber_of_a_queued_execution_sees_it_cancelled_and_ends() -
         running = engine.submit(gated.pipeline, {}).execution_id
         queued = engine.submit(gated.pipeline, {}).execution_id
         await gated.wait_at_gate()
-        subscription = engine.tracker.subscribe(queued)
+        subscription = engine.subscribe(queued)
         assert subscription.status.status == "pending"
         assert subscription.status.progress is None
         engine.cancel(queued)
@@ -265,7 +265,7 @@ async def test_a_subscriber_of_a_queued_execution_sees_it_cancelled_and_ends() -
         await engine.wait(running)
     assert [type(e) for e in received] == [CancelledEvent]
     assert received[0].seq == 2
-    assert engine.tracker.subscriber_count() == 0
+    assert engine.subscriber_count() == 0
 
 
 def _quick() -> Pipeline:
@@ -283,23 +283,23 @@ async def test_a_watcher_that_falls_too_far_behind_ends_instead_of_growing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from stepstream import SubscriptionOverflow
-    from stepstream import subscription as subscription_module
+    from stepstream.tracking import subscriptions as subscription_module
 
     monkeypatch.setattr(subscription_module, "WATCH_BUFFER", 20)
     async with engine_with() as engine:
-        watcher = engine.tracker.watch()
+        watcher = engine.watch()
         for _ in range(15):  # each finished execution leaves 3 lifecycle events queued
             await engine.run(_quick())
         with pytest.raises(SubscriptionOverflow):
             async for _ in watcher:
                 pass
-        assert engine.tracker.subscriber_count() == 0
+        assert engine.subscriber_count() == 0
 
 
 @pytest.mark.anyio
 async def test_a_closed_subscription_keeps_nothing_pushed_after_it_closed() -> None:
     async with engine_with() as engine:
-        watcher = engine.tracker.watch()
+        watcher = engine.watch()
         watcher.close()
         await engine.run(_quick())
         assert watcher.pending == 0
@@ -310,9 +310,7 @@ async def test_a_subscription_made_on_a_worker_thread_is_read_on_the_loop() -> N
     """The server subscribes off the loop, since a store may read its file to replay."""
     async with engine_with() as engine:
         record = await engine.run(_quick())
-        subscription = await anyio.to_thread.run_sync(
-            engine.tracker.subscribe, record.execution_id, 0
-        )
+        subscription = await anyio.to_thread.run_sync(engine.subscribe, record.execution_id, 0)
         received = await _drain(subscription)
     assert [type(e).__name__ for e in received] == [
         "StatusEvent",

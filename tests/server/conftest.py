@@ -19,14 +19,16 @@ import anyio
 import httpx
 import pytest
 import uvicorn
-from cli_support import WAIT
 from litestar import Litestar
-from stepstream import Engine
-from stepstream.stores import ExecutionStore
-from stepstream_server.app import create_app
-from stepstream_server.demo import DEMO_PIPELINES
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+from stepstream import Engine
+from stepstream.stores import ExecutionStore
+from stepstream_demo import DEMO_PIPELINES
+from stepstream_server.app import create_app
+
+from cli_support import WAIT
 
 PIPELINES_FILE = Path(__file__).with_name("pipelines.py")
 TERMINAL = ("completed", "failed", "cancelled")

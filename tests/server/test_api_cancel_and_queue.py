@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import pytest
+
+from stepstream import ExecutionRecord, StepState, status_of
+from stepstream.model.ids import new_execution_id
 
 
 def at(timestamp: str) -> datetime:
@@ -115,22 +118,23 @@ async def test_shutting_down_cancels_running_executions_and_closes_streams(serve
         messages, code = await server.read_to_close(ws)
     assert code is not None and code != 1006, "the stream was dropped, not closed"
     assert all(m["type"] == "progress" for m in messages if m["type"] != "cancelled")
-    tracker = server.engine.tracker
-    assert tracker.get(running).status == "cancelled"
-    assert tracker.get(running).finished_at is not None
+    engine = server.engine
+    assert engine.get(running).status == "cancelled"
+    assert engine.get(running).finished_at is not None
 
 
 def test_cancelling_an_execution_this_server_does_not_run_is_409_saying_so(server: Any) -> None:
-    """A record made by another process (here: created on the tracker, never queued)."""
-    from stepstream import Pipeline
-
-    elsewhere = Pipeline("elsewhere")
-
-    @elsewhere.step
-    def only() -> int:
-        return 1
-
-    record = server.engine.tracker.create(elsewhere, {})
+    """A record another process sharing the store made: in the store, not run here."""
+    record = ExecutionRecord(
+        execution_id=new_execution_id(),
+        pipeline="elsewhere",
+        status="pending",
+        progress=None,
+        inputs={},
+        created_at=datetime.now(UTC),
+        steps=[StepState(name="only", index=0, status="pending", weight=1.0)],
+    )
+    server.engine.store.append(record, status_of(record, seq=1))
     with server.client() as client:
         response = client.post(f"/api/v1/executions/{record.execution_id}/cancel")
     body = server.problem(response, 409)

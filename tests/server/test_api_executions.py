@@ -124,7 +124,10 @@ def test_demo_limits_are_422_listing_each_field(server: Any) -> None:
         schema = client.get("/api/v1/pipelines/demo").json()["input_schema"]
     assert {e["field"] for e in body["errors"]} == {"steps", "items_per_step"}
     assert schema["properties"]["steps"] == {
-        "type": "integer", "minimum": 1, "maximum": 20, "default": 5
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 20,
+        "default": 5,
     }
 
 

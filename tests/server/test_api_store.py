@@ -15,12 +15,15 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_support import WAIT
-from stepstream import Pipeline, StoreError, subscription
-from stepstream.events import Event, ExecutionRecord
-from stepstream.stores.memory import MemoryStore
 from websocket import WebSocket, create_connection
 from websockets.exceptions import ConnectionClosed
+
+from stepstream import Pipeline, StoreError
+from stepstream.model.events import Event, ExecutionRecord
+from stepstream.stores.memory import MemoryStore
+from stepstream.tracking import subscriptions
+
+from cli_support import WAIT
 
 
 class HeldStore(MemoryStore):
@@ -151,7 +154,7 @@ def test_a_store_that_cannot_be_read_is_a_503_problem(start_server: Any, path: s
 async def test_a_watcher_too_far_behind_is_closed_1008_and_told_to_resync(
     start_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(subscription, "WATCH_BUFFER", 50)
+    monkeypatch.setattr(subscriptions, "WATCH_BUFFER", 50)
     server = start_server()
     engine = server.engine
     burst = Pipeline("burst", description="Creates executions faster than a watcher can read")
@@ -171,7 +174,7 @@ async def test_a_watcher_too_far_behind_is_closed_1008_and_told_to_resync(
     engine.add_pipeline(burst)
     engine.add_pipeline(noop)
     async with server.ws("/api/v1/executions/ws") as ws:
-        await server.wait_until_async(lambda: engine.tracker.subscriber_count() == 1, "watching")
+        await server.wait_until_async(lambda: engine.subscriber_count() == 1, "watching")
         server.submit("burst", count=60)
         with pytest.raises(ConnectionClosed):
             while True:
@@ -179,7 +182,7 @@ async def test_a_watcher_too_far_behind_is_closed_1008_and_told_to_resync(
     assert ws.close_code == 1008
     assert ws.close_reason is not None and "GET /api/v1/executions" in ws.close_reason
     await server.wait_until_async(
-        lambda: engine.tracker.subscriber_count() == 0, "the watcher's subscription to be freed"
+        lambda: engine.subscriber_count() == 0, "the watcher's subscription to be freed"
     )
     # The client resyncs: every execution is listed, and a new watch works.
     with server.client() as client:

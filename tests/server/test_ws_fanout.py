@@ -6,8 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
-from cli_support import assert_matches_log
 from websocket import create_connection
+
+from cli_support import assert_matches_log
 
 SUBSCRIBERS = 100
 
@@ -40,7 +41,7 @@ async def test_a_hundred_subscribers_all_receive_the_terminal_message(server: An
         if everyone in done:
             everyone.result()  # a subscriber failed before all were connected: show why
         assert connected in done, f"only {ready} of {SUBSCRIBERS} subscribers got their status"
-        assert server.engine.tracker.subscriber_count(execution_id) == SUBSCRIBERS
+        assert server.engine.subscriber_count(execution_id) == SUBSCRIBERS
         server.open_gate(gate)
         results = await everyone
     finally:
@@ -54,7 +55,7 @@ async def test_a_hundred_subscribers_all_receive_the_terminal_message(server: An
         assert messages[-1] == final
         assert [m["type"] for m in messages].count("completed") == 1
     await server.wait_until_async(
-        lambda: server.engine.tracker.subscriber_count(execution_id) == 0, "subscriptions to end"
+        lambda: server.engine.subscriber_count(execution_id) == 0, "subscriptions to end"
     )
 
 
@@ -92,7 +93,7 @@ async def test_disconnecting_clients_free_their_subscriptions(server: Any) -> No
     gate = server.new_gate()
     execution_id = server.submit("held", gate_name=gate)["execution_id"]
     server.wait_for(execution_id, "running")
-    tracker = server.engine.tracker
+    tracker = server.engine
     url = f"{server.ws_url}/api/v1/executions/{execution_id}/progress/ws"
 
     def count() -> int:
@@ -124,7 +125,7 @@ async def test_disconnecting_clients_free_their_subscriptions(server: Any) -> No
 
 
 async def test_disconnecting_watchers_free_their_subscriptions(server: Any) -> None:
-    tracker = server.engine.tracker
+    tracker = server.engine
     before = tracker.subscriber_count()
     watchers = [await server.ws("/api/v1/executions/ws") for _ in range(3)]
     execution_id = server.submit("quick", items=1)["execution_id"]

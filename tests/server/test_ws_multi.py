@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+
 from cli_support import assert_matches_log
 
 pytestmark = pytest.mark.anyio

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from cli_support import assert_matches_log
 from websocket import create_connection
+
+from cli_support import assert_matches_log
 
 TERMINAL = {"completed", "failed", "cancelled"}
 

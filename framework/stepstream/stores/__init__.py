@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping
+from typing import Protocol, runtime_checkable
 
 from ..errors import StoreError
-from ..events import Event, ExecutionRecord, Status, StepState
-
-if TYPE_CHECKING:
-    from ..plugins import PluginManager
+from ..model.events import Event, ExecutionRecord, Status, StepState
 
 
 @runtime_checkable
 class ExecutionStore(Protocol):
-    """What the tracker needs from a store; every method is safe to call from any thread."""
+    """Where records and logs live; every method is safe to call from any thread.
+
+    The recorder appends each event with the record state it produced; a store
+    keeps its own copy (folding events with `model.fold.apply_event`) and hands
+    out copies, never an object another component changes.
+    """
 
     # How far an event's seq may run past the stored `last_seq` without being kept yet
     # (events not yet written when the process died); a restart numbers its first event
@@ -27,11 +29,14 @@ class ExecutionStore(Protocol):
         ...
 
     def append(self, record: ExecutionRecord, event: Event) -> None:
-        """Keep `event` and the record state it produced; the first event creates the record."""
+        """Keep `event` and the record state it produced; the first event creates the record.
+
+        `record` belongs to the caller: read it during the call, never keep it.
+        """
         ...
 
     def get(self, execution_id: str) -> ExecutionRecord | None:
-        """The record, or None for an unknown id."""
+        """The record as of the last appended event (the caller's to keep), or None."""
         ...
 
     def events(self, execution_id: str, after: int = 0) -> list[Event]:
@@ -81,22 +86,13 @@ def step_durations_of(runs: Iterable[Iterable[StepState]]) -> dict[str, list[flo
     return durations
 
 
-def store_schemes(plugins: PluginManager) -> dict[str, type[ExecutionStore]]:
-    """Every store a plugin offers, by URL scheme."""
-    schemes: dict[str, type[ExecutionStore]] = {}
-    for offered in plugins.hook.register_stores():
-        schemes.update(offered or {})
-    return schemes
-
-
-def open_store(url: str, plugins: PluginManager) -> ExecutionStore:
+def open_store(url: str, schemes: Mapping[str, type[ExecutionStore]]) -> ExecutionStore:
     """Open the store a URL names, e.g. `memory://` or `sqlite:///var/stepstream.db`."""
     scheme, sep, _ = url.partition("://")
     if not sep:
         raise StoreError(
             f"store URL {url!r} has no scheme; use e.g. memory:// or sqlite:///path.db"
         )
-    schemes = store_schemes(plugins)
     store_class = schemes.get(scheme)
     if store_class is None:
         known = ", ".join(f"{s}://" for s in sorted(schemes))

@@ -6,13 +6,18 @@ import bisect
 import threading
 import time
 
-from ..events import Event, ExecutionRecord, Status, supersedes
-from ..plugins import hookimpl
+from ..hookspecs import hookimpl
+from ..model.events import Event, ExecutionRecord, Status
+from ..model.fold import append_coalesced, apply_event, copy_record
 from . import step_durations_of
 
 
 class MemoryStore:
-    """Records and event logs in dicts; a log keeps what `events.supersedes` does not drop."""
+    """Records and event logs in dicts; each record is the store's own, kept by the one fold.
+
+    Each execution has one appending thread at a time, so appends to an existing
+    execution need no lock; the lock guards the set of executions.
+    """
 
     seq_headroom = 0
 
@@ -28,22 +33,22 @@ class MemoryStore:
         return cls()
 
     def append(self, record: ExecutionRecord, event: Event) -> None:
-        """Keep the event, dropping the progress event it supersedes."""
-        log = self._logs.get(record.execution_id)
+        """Keep the event, dropping the progress event it supersedes, and fold it in."""
+        execution_id = record.execution_id
+        log = self._logs.get(execution_id)
         if log is None:
             with self._lock:
-                self._records[record.execution_id] = record
-                self._logs[record.execution_id] = [event]
-                bisect.insort(self._ids, record.execution_id)
+                self._records[execution_id] = copy_record(record)
+                self._logs[execution_id] = [event]
+                bisect.insort(self._ids, execution_id)
             return
-        if supersedes(event, log[-1]):
-            log[-1] = event
-        else:
-            log.append(event)
+        append_coalesced(log, event)
+        apply_event(self._records[execution_id], event)
 
     def get(self, execution_id: str) -> ExecutionRecord | None:
-        """The live record object itself: the tracker updates it in place."""
-        return self._records.get(execution_id)
+        """A copy of the record: the store goes on folding events into its own."""
+        record = self._records.get(execution_id)
+        return None if record is None else copy_record(record)
 
     def events(self, execution_id: str, after: int = 0) -> list[Event]:
         """A copy of the log tail, safe to iterate while the execution goes on."""
@@ -73,7 +78,7 @@ class MemoryStore:
                 continue
             if pipeline is not None and record.pipeline != pipeline:
                 continue
-            page.append(record)
+            page.append(copy_record(record))
             if len(page) >= limit:
                 break
         return page
@@ -82,7 +87,7 @@ class MemoryStore:
         """`pending` and `running` records, oldest first."""
         with self._lock:
             records = [self._records[i] for i in self._ids]
-        return [r for r in records if not r.finished]
+        return [copy_record(r) for r in records if not r.finished]
 
     def step_durations(self, pipeline: str, limit: int = 20) -> dict[str, list[float]]:
         """Durations of each step over the last `limit` completed executions, newest first."""

@@ -1,18 +1,18 @@
 """The SQLite store: records and event logs kept in one file, written by one background thread.
 
-Who calls `append`: the tracker, from whichever thread produces an execution's
+Who calls `append`: the recorder, from whichever thread produces an execution's
 events (the event loop, or a runner's worker thread for sync steps), with no
-tracker lock held for per-step events. Each execution has one producer at a
+recorder lock held for per-step events. Each execution has one producer at a
 time, but different executions may append concurrently from different threads;
 `append` does all its work under this store's lock, so that is safe, and it only
 queues: it never encodes or touches the disk, and copies a record only to start a
 tail (once per execution per flush).
 
 Queued per execution (its "tail"): the events not yet written, coalesced by
-`events.supersedes` exactly as the memory store's log is (every lifecycle event
+`model.fold.supersedes` exactly as the memory store's log is (every lifecycle event
 and, between two of them, only the latest progress event), and a private copy of
 its record, made once when the tail is created and then kept current by folding
-each event into it with `events.apply_event` (exact: the tracker changes records
+each event into it with `model.fold.apply_event` (exact: the recorder changes records
 only through events). A writer thread commits the queued tails every
 `flush_interval` seconds, or sooner when much is queued, in one transaction (WAL
 mode, synchronous=NORMAL). Until it is committed, a tail is an overlay that every
@@ -58,19 +58,18 @@ from typing import Any
 import msgspec
 
 from ..errors import StoreError
-from ..events import (
+from ..hookspecs import hookimpl
+from ..model.events import (
     LIFECYCLE_EVENTS,
     TERMINAL_EVENTS,
     AnyEvent,
     Event,
     ExecutionRecord,
     Status,
-    apply_event,
     encode,
     record_decoder,
-    supersedes,
 )
-from ..plugins import hookimpl
+from ..model.fold import append_coalesced, apply_event, coalesced, copy_record, supersedes
 
 log = logging.getLogger("stepstream.stores.sqlite")
 
@@ -120,20 +119,6 @@ steps_decoder = msgspec.json.Decoder(list[_StepTime])
 _open_stores: set[SqliteStore] = set()
 
 
-def _snapshot(record: ExecutionRecord) -> ExecutionRecord:
-    """A copy that later appends will not change: they replace fields and steps, never edit them."""
-    return msgspec.structs.replace(record, steps=list(record.steps))
-
-
-def _coalesce(events: list[Event]) -> list[Event]:
-    """Drop every event that the following one supersedes, as the log itself does."""
-    return [
-        e
-        for i, e in enumerate(events)
-        if not (i + 1 < len(events) and supersedes(events[i + 1], e))
-    ]
-
-
 class _Tail:
     """One execution's queued, not yet committed state: its events and its current record.
 
@@ -145,7 +130,7 @@ class _Tail:
     __slots__ = ("events", "limit", "record")
 
     def __init__(self, record: ExecutionRecord, limit: int) -> None:
-        self.record = _snapshot(record)
+        self.record = copy_record(record)
         self.events: list[Event] = []
         self.limit = limit
 
@@ -232,11 +217,8 @@ class SqliteStore:
                 else:
                     tail.limit = limit
                     apply_event(tail.record, event)
-            events = tail.events
-            if events and supersedes(event, events[-1]):
-                events[-1] = event
+            if not append_coalesced(tail.events, event):
                 return
-            events.append(event)
             self._queued += 1
             if self._queued == 1:
                 self._work.set()
@@ -322,7 +304,7 @@ class SqliteStore:
         for execution_id, tail in batch.items():
             newer = self._pending.get(execution_id)
             if newer is not None:
-                tail.events = _coalesce(tail.events + newer.events)
+                tail.events = coalesced(tail.events + newer.events)
                 tail.record, tail.limit = newer.record, newer.limit
         self._pending = {**batch, **{k: v for k, v in self._pending.items() if k not in batch}}
         self._queued = sum(len(t.events) for t in self._pending.values())
@@ -424,7 +406,7 @@ class SqliteStore:
         with self._lock:
             tails = {**self._inflight, **self._pending}
             return set(tails), {
-                k: _snapshot(t.record) for k, t in tails.items() if wanted(t.record)
+                k: copy_record(t.record) for k, t in tails.items() if wanted(t.record)
             }
 
     def get(self, execution_id: str) -> ExecutionRecord | None:
@@ -432,7 +414,7 @@ class SqliteStore:
         with self._lock:
             tail = self._pending.get(execution_id) or self._inflight.get(execution_id)
             if tail is not None:
-                return _snapshot(tail.record)
+                return copy_record(tail.record)
             cached = self._finished.get(execution_id)
             if cached is not None:
                 self._finished.move_to_end(execution_id)
@@ -480,7 +462,7 @@ class SqliteStore:
         )
         by_seq = {e.seq: e for r in rows for e in chunk_decoder.decode(r[0]) if e.seq > after}
         by_seq.update((e.seq, e) for e in queued)
-        return _coalesce([by_seq[s] for s in sorted(by_seq)])
+        return coalesced([by_seq[s] for s in sorted(by_seq)])
 
     def list(
         self,

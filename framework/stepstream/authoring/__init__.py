@@ -1,0 +1,1 @@
+"""What pipeline authors write with: Pipeline, the step decorator, Progress."""

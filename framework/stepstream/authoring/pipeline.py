@@ -1,0 +1,328 @@
+"""Pipelines of decorated steps, checked when declared so that what is declared can run."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import math
+import os
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+import msgspec
+
+from ..errors import InputError, PipelineDefinitionError
+from .progress import Progress
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Step:
+    """One declared step: the function, how it is called and its share of the percentage."""
+
+    __slots__ = (
+        "fn",
+        "is_async",
+        "name",
+        "progress_param",
+        "takes_value_only",
+        "value_param",
+        "weight",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        weight: float,
+        value_param: str | None,
+        progress_param: str | None,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.weight = weight
+        self.value_param = value_param
+        self.progress_param = progress_param
+        self.is_async = inspect.iscoroutinefunction(fn)
+        first = next(iter(inspect.signature(fn).parameters.values()), None)
+        # The common case, called positionally on the hot path: `def step(previous): ...`.
+        self.takes_value_only = (
+            progress_param is None
+            and first is not None
+            and first.name == value_param
+            and first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD)
+        )
+
+    def __repr__(self) -> str:
+        return f"Step({self.name!r}, weight={self.weight})"
+
+
+class InputField(msgspec.Struct, frozen=True):
+    """One input of a pipeline: the first step's parameter it feeds."""
+
+    name: str
+    type: Any
+    default: Any = inspect.Parameter.empty
+
+    @property
+    def required(self) -> bool:
+        """True when the caller must provide a value."""
+        return self.default is inspect.Parameter.empty
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    """`name (file.py:line)`: where a person finds the function, whatever its module is called."""
+    code = getattr(fn, "__code__", None)
+    name = getattr(fn, "__name__", repr(fn))
+    if code is None:
+        return name
+    return f"{name} ({os.path.basename(code.co_filename)}:{code.co_firstlineno})"
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)  # keeps msgspec.Meta limits
+    except Exception as exc:
+        raise PipelineDefinitionError(
+            f"step {_describe(fn)} has type hints that cannot be resolved ({exc}); "
+            "import the names its annotations use at module level"
+        ) from exc
+    return {name: _strip_progress(hint) for name, hint in hints.items()}
+
+
+def _strip_progress(hint: Any) -> Any:
+    """`Annotated[Progress, ...]` and `Progress | None` still ask for the Progress handle."""
+    if typing.get_origin(hint) is typing.Annotated:
+        return Progress if _strip_progress(typing.get_args(hint)[0]) is Progress else hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = set(typing.get_args(hint)) - {type(None)}
+        return Progress if members == {Progress} else hint
+    return hint
+
+
+class Pipeline:
+    """A named sequence of steps; the first step's parameters are its inputs."""
+
+    def __init__(self, name: str, description: str = "") -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise PipelineDefinitionError("a pipeline needs a non-empty name, e.g. Pipeline('etl')")
+        self.name = name
+        self.description = description
+        self.steps: list[Step] = []
+        self._inputs: list[InputField] = []
+        self._input_schema: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.name!r}, steps={[s.name for s in self.steps]})"
+
+    @overload
+    def step(self, fn: F, /) -> F: ...
+
+    @overload
+    def step(self, *, name: str | None = None, weight: float = 1.0) -> Callable[[F], F]: ...
+
+    def step(
+        self, fn: F | None = None, /, *, name: str | None = None, weight: float = 1.0
+    ) -> F | Callable[[F], F]:
+        """Declare a step: `@pipeline.step` or `@pipeline.step(name=..., weight=...)`."""
+        if fn is not None:
+            self._add(fn, name, weight)
+            return fn
+
+        def decorate(func: F) -> F:
+            self._add(func, name, weight)
+            return func
+
+        return decorate
+
+    def _add(self, fn: Callable[..., Any], name: str | None, weight: float) -> None:
+        if not callable(fn):
+            raise PipelineDefinitionError(
+                f"@{self.name}.step decorates functions, got {fn!r}; "
+                "use @pipeline.step or @pipeline.step(name=..., weight=...)"
+            )
+        step_name = name or fn.__name__
+        if any(s.name == step_name for s in self.steps):
+            raise PipelineDefinitionError(
+                f"pipeline {self.name!r} already has a step named {step_name!r} "
+                f"({_describe(fn)}); give one of them another name with "
+                "@pipeline.step(name=...)"
+            )
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not 0 < weight < math.inf
+        ):
+            raise PipelineDefinitionError(
+                f"step {step_name!r} ({_describe(fn)}) has weight {weight!r}; "
+                "a weight is a finite positive number"
+            )
+        hints = _hints(fn)
+        params = list(inspect.signature(fn).parameters.values())
+        for p in params:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise PipelineDefinitionError(
+                    f"step {_describe(fn)} takes {'**' if p.kind == p.VAR_KEYWORD else '*'}"
+                    f"{p.name}; "
+                    "steps take named parameters only"
+                )
+        progress_params = [p.name for p in params if hints.get(p.name) is Progress]
+        if len(progress_params) > 1:
+            raise PipelineDefinitionError(
+                f"step {_describe(fn)} has more than one Progress parameter "
+                f"({', '.join(progress_params)}); keep one"
+            )
+        progress_param = progress_params[0] if progress_params else None
+        others = [p for p in params if p.name != progress_param]
+        if not self.steps:
+            self._inputs = [InputField(p.name, hints.get(p.name, Any), p.default) for p in others]
+            self._input_schema = None
+            value_param = None
+        else:
+            if len(others) != 1:
+                raise PipelineDefinitionError(
+                    f"step {_describe(fn)} takes {len(others)} parameters besides Progress; "
+                    "a step after the first takes exactly one, the previous step's result "
+                    f"(add or keep one parameter, e.g. def {fn.__name__}(value): ...)"
+                )
+            value_param = others[0].name
+        self.steps.append(Step(fn, step_name, float(weight), value_param, progress_param))
+
+    @property
+    def inputs(self) -> list[InputField]:
+        """The pipeline's inputs, from the first step's signature."""
+        return list(self._inputs)
+
+    def check_runnable(self) -> None:
+        """Raise PipelineDefinitionError unless the pipeline has something to run."""
+        if not self.steps:
+            raise PipelineDefinitionError(
+                f"pipeline {self.name!r} has no steps; decorate a function with @{self.name}.step"
+            )
+
+    def validate_inputs(self, inputs: dict[str, Any] | None) -> dict[str, Any]:
+        """Convert inputs to the first step's types; report every bad field at once."""
+        self.check_runnable()
+        if inputs is None:
+            inputs = {}
+        if not isinstance(inputs, dict):
+            raise InputError(self.name, {"inputs": f"expected an object, got {_type_name(inputs)}"})
+        problems: dict[str, str] = {}
+        known = {f.name for f in self._inputs}
+        for key in inputs:
+            if key not in known:
+                expected = ", ".join(sorted(known)) or "no inputs"
+                problems[key] = f"unknown input (expected: {expected})"
+        converted: dict[str, Any] = {}
+        for field in self._inputs:
+            if field.name not in inputs:
+                if field.required:
+                    problems[field.name] = f"missing (expected {_type_label(field.type)})"
+                else:
+                    converted[field.name] = field.default
+                continue
+            try:
+                converted[field.name] = msgspec.convert(inputs[field.name], field.type)
+            except msgspec.ValidationError as exc:
+                problems[field.name] = _mismatch(field, inputs[field.name], exc)
+            except TypeError:
+                converted[field.name] = inputs[field.name]
+        if problems:
+            raise InputError(self.name, problems)
+        return converted
+
+    def for_inputs(self, inputs: dict[str, Any]) -> Pipeline:
+        """The pipeline to run for these validated inputs; a subclass may shape steps by them."""
+        return self
+
+    def input_schema(self) -> dict[str, Any]:
+        """The inputs as a JSON Schema object, for forms and for the server's OpenAPI."""
+        if self._input_schema is None:
+            self.check_runnable()
+            try:
+                struct = msgspec.defstruct(
+                    f"{self.name}_inputs",
+                    [_schema_field(f) for f in self._inputs],
+                    kw_only=True,
+                )
+                schema = msgspec.json.schema(struct)
+            except (TypeError, ValueError):  # a type JSON Schema cannot express
+                schema = {"type": "object", "properties": {f.name: {} for f in self._inputs}}
+            defs = schema.pop("$defs", {})
+            ref = schema.get("$ref", "")
+            body = defs.pop(ref.rsplit("/", 1)[-1], schema) if ref else schema
+            body.pop("title", None)
+            for f in self._inputs:
+                if not f.required and _mutable(f.default):
+                    body["properties"][f.name]["default"] = msgspec.to_builtins(
+                        f.default, enc_hook=repr
+                    )
+            if defs:
+                body["$defs"] = defs
+            self._input_schema = body
+        return self._input_schema
+
+    def run(self, **inputs: Any) -> Any:
+        """Run the pipeline to completion in a fresh event loop and return its outputs."""
+        # The one upward import, made when called: running needs the runtime, and the
+        # runtime knows pipelines only through their interface, never this module.
+        from ..runtime.oneshot import run_pipeline
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return run_pipeline(self, inputs)
+        raise RuntimeError(
+            f"{self.name}.run() starts its own event loop, and one is already running here; "
+            f"in async code use `record = await stepstream.Engine().run({self.name}, inputs)`"
+        )
+
+
+def _mutable(value: Any) -> bool:
+    return isinstance(value, list | dict | set | bytearray)
+
+
+def _schema_field(field: InputField) -> tuple[Any, ...]:
+    """A defstruct field; msgspec refuses mutable defaults, so those get a factory."""
+    if field.required:
+        return (field.name, field.type)
+    if _mutable(field.default):
+        return (
+            field.name,
+            field.type,
+            msgspec.field(default_factory=lambda value=field.default: copy.deepcopy(value)),
+        )
+    return (field.name, field.type, msgspec.field(default=field.default))
+
+
+def _type_label(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    if tp is Any:
+        return "any value"
+    if typing.get_args(tp) or not hasattr(tp, "__name__"):
+        return str(tp).replace("typing.", "")
+    return tp.__name__
+
+
+def _type_name(value: Any) -> str:
+    return {
+        type(None): "null",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+def _mismatch(field: InputField, value: Any, exc: msgspec.ValidationError) -> str:
+    """Our words for a wrong type; msgspec's when they say more (a limit, a nested path)."""
+    text = str(exc)
+    if text.startswith("Expected `") and ", got `" in text and " - at `" not in text:
+        return f"expected {_type_label(field.type)}, got {_type_name(value)}"
+    return text.replace("`$", f"`{field.name}").replace(" - at ", " at ")

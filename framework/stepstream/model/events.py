@@ -1,0 +1,168 @@
+"""The wire format: execution records and the events of an execution, as msgspec Structs.
+
+Every event encodes to JSON bytes and back losslessly, so an event produced by a
+worker elsewhere can be carried by a transport and ingested by any tracker.
+Message `type` values match the progress query API: `status`, `started`,
+`progress`, `completed`, `failed`, `cancelled` and, on a WebSocket only, `error`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+Status = Literal["pending", "running", "completed", "failed", "cancelled"]
+StepStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+
+FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+
+class ProgressSnapshot(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """Where an execution is: the seed's four fields first, then optional extras."""
+
+    current_step: int
+    total_steps: int
+    percentage: float
+    current_step_name: str | None
+    items_done: int | None = None
+    items_total: int | None = None
+    message: str | None = None
+    elapsed_seconds: float | None = None
+    rate: float | None = None
+    eta_seconds: float | None = None
+
+
+class ErrorInfo(msgspec.Struct, kw_only=True):
+    """Why an execution failed: enough for a person to act without the server's logs.
+
+    Every field is always sent (`null` when unknown), so clients can rely on the keys.
+    """
+
+    message: str
+    type: str = "Error"
+    step: str | None = None
+    traceback: str | None = None
+
+
+class StepState(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One step of one execution: its status, its timing and its items."""
+
+    # No defaults on status and weight: omit_defaults would drop them from the wire.
+    name: str
+    index: int
+    status: StepStatus
+    weight: float
+    started_at: datetime | None = None
+    duration_seconds: float | None = None
+    items_done: int | None = None
+    items_total: int | None = None
+
+
+class ExecutionRecord(msgspec.Struct, kw_only=True):
+    """Everything known about one execution; the seed's shape plus history."""
+
+    execution_id: str
+    pipeline: str
+    status: Status
+    progress: ProgressSnapshot | None
+    inputs: dict[str, Any]
+    created_at: datetime
+    steps: list[StepState]
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outputs: Any = None
+    error: ErrorInfo | None = None
+    last_seq: int = 0
+
+    @property
+    def finished(self) -> bool:
+        """True once the execution reached a terminal status."""
+        return self.status in FINISHED
+
+
+class Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
+    """Base of every message; `seq` orders an execution's events and resumes a stream."""
+
+    execution_id: str
+    seq: int
+
+
+class StatusEvent(Event, tag="status"):
+    """The execution's state: logged when it is created, sent first on every stream."""
+
+    status: Status
+    pipeline: str
+    progress: ProgressSnapshot | None  # no default, so a pending one still says "progress": null
+
+
+class StartedEvent(Event, tag="started"):
+    """The execution moved from `pending` to `running`."""
+
+    started_at: datetime
+    progress: ProgressSnapshot
+
+
+class ProgressEvent(Event, tag="progress"):
+    """Progress changed; `step` is set when a step started, finished or failed."""
+
+    progress: ProgressSnapshot
+    step: StepState | None = None
+
+
+class CompletedEvent(Event, tag="completed"):
+    """Success; `outputs` is the last step's return value."""
+
+    finished_at: datetime
+    progress: ProgressSnapshot
+    outputs: Any = None
+
+
+class FailedEvent(Event, tag="failed"):
+    """A step raised; `error` names the step, the exception type and message."""
+
+    finished_at: datetime
+    error: ErrorInfo
+    progress: ProgressSnapshot | None = None
+
+
+class CancelledEvent(Event, tag="cancelled"):
+    """The execution was cancelled before it finished."""
+
+    finished_at: datetime
+    progress: ProgressSnapshot | None = None
+    reason: str | None = None
+
+
+class ErrorEvent(Event, tag="error"):
+    """A stream-level problem (unknown execution, bad request); never logged."""
+
+    message: str
+
+
+AnyEvent = (
+    StatusEvent
+    | StartedEvent
+    | ProgressEvent
+    | CompletedEvent
+    | FailedEvent
+    | CancelledEvent
+    | ErrorEvent
+)
+TERMINAL_EVENTS = (CompletedEvent, FailedEvent, CancelledEvent)
+LIFECYCLE_EVENTS = (StatusEvent, StartedEvent, *TERMINAL_EVENTS)
+
+encoder = msgspec.json.Encoder()
+event_decoder = msgspec.json.Decoder(AnyEvent)
+record_decoder = msgspec.json.Decoder(ExecutionRecord)
+
+
+def encode(obj: Any) -> bytes:
+    """Encode a Struct (or anything msgspec handles) to JSON bytes."""
+    return encoder.encode(obj)
+
+
+def decode_event(data: bytes | str) -> AnyEvent:
+    """Decode one event from JSON, whatever its type."""
+    return event_decoder.decode(data)

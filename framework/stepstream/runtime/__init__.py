@@ -1,0 +1,1 @@
+"""Running executions: the engine (the public facade), its queue, the runner, recovery."""

@@ -1,0 +1,285 @@
+"""The engine: the one public facade for running executions and reading and following them."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ..authoring.progress import DEFAULT_INTERVAL
+from ..errors import (
+    ExecutionElsewhere,
+    ExecutionFinished,
+    PipelineDefinitionError,
+    UnknownExecution,
+)
+from ..model.events import ErrorInfo, Event, ExecutionRecord, Status
+from ..plugins import PluginManager, make_plugin_manager
+from ..stores import ExecutionStore, open_store
+from ..tracking.broadcast import Broadcaster
+from ..tracking.follow import subscribe
+from ..tracking.history import StepHistory
+from ..tracking.recorder import Recorder
+from .jobs import Job
+from .queue import ExecutionQueue
+from .recovery import recover
+from .runner import Runner
+
+if TYPE_CHECKING:
+    from ..authoring.pipeline import Pipeline
+    from ..tracking.subscriptions import Subscription
+
+log = logging.getLogger("stepstream.engine")
+
+
+class Engine:
+    """Runs executions and keeps their records; use `async with Engine() as engine`.
+
+    Inside the context, `submit` queues executions that start first in, first out,
+    at most `max_concurrent` at a time. On exit, running executions are cancelled
+    and their records end `cancelled` (a sync step that never calls its Progress
+    handle runs to its end first, and its execution may still complete); queued
+    ones stay `pending` for a durable store to start again.
+
+    Reads (`get`, `list`, `events`) come from the store, so they show what every
+    process sharing it recorded; `subscribe` and `watch` follow live events.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: ExecutionStore | str | None = None,
+        plugins: PluginManager | None = None,
+        max_concurrent: int | None = None,
+        progress_interval: float = DEFAULT_INTERVAL,
+        load_entrypoints: bool = True,
+    ) -> None:
+        if progress_interval < 0:
+            raise ValueError(f"progress_interval must be >= 0 seconds, got {progress_interval}")
+        self.plugins = plugins or make_plugin_manager(load_entrypoints=load_entrypoints)
+        if store is None or isinstance(store, str):
+            store = open_store(store or "memory://", self.plugins.store_schemes())
+        self.store: ExecutionStore = store
+        self.pipelines: dict[str, Pipeline] = {}
+        self.progress_interval = progress_interval
+        self._broadcaster = Broadcaster()
+        self._history = StepHistory(store)
+        self._recorder = Recorder(store, self._broadcaster, self._history)
+        self._runner = Runner(self.plugins.relay)
+        self._queue = ExecutionQueue(max_concurrent, self._load_history, self._run_queued)
+        self._jobs: dict[str, Job] = {}
+        self._task_group: TaskGroup | None = None
+
+    @property
+    def max_concurrent(self) -> int | None:
+        """How many executions may run at once (None: no limit)."""
+        return self._queue.max_concurrent
+
+    # -- pipelines --------------------------------------------------------------
+
+    def add_pipeline(self, pipeline: Pipeline) -> None:
+        """Make a pipeline runnable by name; a second pipeline with the same name is an error."""
+        pipeline.check_runnable()
+        existing = self.pipelines.get(pipeline.name)
+        if existing is not None and existing is not pipeline:
+            raise PipelineDefinitionError(
+                f"two pipelines are named {pipeline.name!r}; pipeline names must be unique"
+            )
+        self.pipelines[pipeline.name] = pipeline
+
+    def pipeline(self, name: str) -> Pipeline:
+        """A registered pipeline; raises KeyError with the known names."""
+        try:
+            return self.pipelines[name]
+        except KeyError:
+            known = ", ".join(sorted(self.pipelines)) or "none registered"
+            raise KeyError(f"no pipeline named {name!r} (known: {known})") from None
+
+    # -- starting and stopping executions ---------------------------------------
+
+    def create(self, pipeline: Pipeline | str, inputs: dict[str, Any] | None = None) -> Job:
+        """Validate inputs, then record a `pending` execution; InputError leaves nothing behind."""
+        if isinstance(pipeline, str):
+            pipeline = self.pipeline(pipeline)
+        validated = pipeline.validate_inputs(inputs)
+        pipeline = pipeline.for_inputs(validated)
+        live = self._recorder.create(
+            pipeline.name, [(s.name, s.weight) for s in pipeline.steps], validated
+        )
+        job = Job(live, pipeline, validated, self.progress_interval)
+        self._jobs[job.execution_id] = job
+        return job
+
+    def submit(
+        self, pipeline: Pipeline | str, inputs: dict[str, Any] | None = None
+    ) -> ExecutionRecord:
+        """Create an execution and queue it; it starts when a slot is free."""
+        if self._task_group is None:
+            raise RuntimeError(
+                "Engine.submit needs a running engine: use `async with Engine() as engine`"
+            )
+        job = self.create(pipeline, inputs)
+        self._queue.put(job)
+        return self.get(job.execution_id)
+
+    async def run(
+        self, pipeline: Pipeline | str, inputs: dict[str, Any] | None = None
+    ) -> ExecutionRecord:
+        """Create an execution and run it here and now; returns the finished record."""
+        job = self.create(pipeline, inputs)
+        try:
+            await self.execute(job)
+        finally:
+            self._jobs.pop(job.execution_id, None)
+        return self.get(job.execution_id)
+
+    async def execute(self, job: Job) -> tuple[Status, ErrorInfo | None]:
+        """Run a created job here and now, unless it was cancelled while pending."""
+        await self._load_history(job)
+        if job.finished.is_set():
+            return "cancelled", None
+        return await self._runner.run(job)
+
+    def cancel(self, execution_id: str) -> ExecutionRecord:
+        """Stop an execution: a pending one ends at once, a running one at its next checkpoint.
+
+        Raises UnknownExecution, ExecutionFinished, or ExecutionElsewhere when
+        another process runs it.
+        """
+        record = self.get(execution_id)
+        if record.finished:
+            raise ExecutionFinished(execution_id, record.status)
+        job = self._jobs.get(execution_id)
+        if job is None:
+            raise ExecutionElsewhere(execution_id, record.status)
+        if job.started:
+            job.cancel()
+        else:
+            self._jobs.pop(execution_id, None)
+            self._runner.finish(job, "cancelled")
+        return self.get(execution_id)
+
+    async def wait(self, execution_id: str) -> ExecutionRecord:
+        """Wait until an execution of this engine has finished; return its record."""
+        job = self._jobs.get(execution_id)
+        if job is not None:
+            await job.finished.wait()
+        return self.get(execution_id)
+
+    @property
+    def running(self) -> int:
+        """How many executions are running here now."""
+        return sum(1 for job in self._jobs.values() if job.started)
+
+    # -- reading and following ---------------------------------------------------
+
+    def get(self, execution_id: str) -> ExecutionRecord:
+        """The record of an execution, yours to keep; raises UnknownExecution."""
+        record = self.store.get(execution_id)
+        if record is None:
+            raise UnknownExecution(execution_id)
+        return record
+
+    def list(
+        self,
+        *,
+        status: Status | None = None,
+        pipeline: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[ExecutionRecord]:
+        """Records newest first, filtered; `before` is the id to page from (exclusive)."""
+        return self.store.list(status=status, pipeline=pipeline, limit=limit, before=before)
+
+    def events(self, execution_id: str, after: int = 0) -> list[Event]:
+        """The logged events with `seq > after`; raises UnknownExecution."""
+        self.get(execution_id)
+        return self.store.events(execution_id, after)
+
+    def subscribe(self, execution_id: str, after: int | None = None) -> Subscription:
+        """Follow one execution: `subscription.status` first, then every later event.
+
+        With `after`, events with a greater seq are replayed before going live;
+        without it, only the terminal event is replayed for a finished execution.
+        May read the store: call it off the event loop where that matters.
+        """
+        return subscribe(self.store, self._broadcaster, execution_id, after)
+
+    def watch(self, execution_ids: frozenset[str] | None = None) -> Subscription:
+        """Follow many executions at once: all of them, or only `execution_ids`."""
+        return self._broadcaster.watch(execution_ids)
+
+    def subscriber_count(self, execution_id: str | None = None) -> int:
+        """Live subscriptions, of one execution or in all."""
+        return self._broadcaster.subscriber_count(execution_id)
+
+    def ingest(self, event: Event) -> bool:
+        """Apply an event produced elsewhere; False when it was already applied.
+
+        Raises UnknownExecution for an execution the store does not hold.
+        """
+        return self._recorder.ingest(event)
+
+    def flush(self) -> None:
+        """Return once everything recorded so far is kept by the store; StoreError if it cannot."""
+        self.store.flush()
+
+    # -- the engine's lifetime ----------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._queue.serve, self._task_group)
+        try:
+            self.recover()
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        task_group, self._task_group = self._task_group, None
+        assert task_group is not None
+        for job in list(self._jobs.values()):
+            if job.started:
+                job.cancel()
+            else:
+                job.finished.set()  # stays pending in the store; nobody waits for it here
+        task_group.cancel_scope.cancel()
+        return await task_group.__aexit__(exc_type, exc, tb)
+
+    def recover(self) -> None:
+        """Pick up what a stopped process left in the store (see `runtime.recovery`)."""
+        for found in recover(self.store, self._recorder, self.pipelines):
+            live = self._recorder.live(found.record.execution_id)
+            assert live is not None
+            job = Job(live, found.pipeline, found.inputs, self.progress_interval)
+            self._jobs[job.execution_id] = job
+            self._queue.put(job)
+
+    async def _run_queued(self, job: Job) -> None:
+        try:
+            await self.execute(job)
+        finally:
+            self._jobs.pop(job.execution_id, None)
+
+    async def _load_history(self, job: Job) -> None:
+        """Read the pipeline's step history (for the ETA) once, off the event loop."""
+        history = self._history
+        if not history.loaded(job.pipeline.name):
+            try:
+                await anyio.to_thread.run_sync(history.load, job.pipeline.name)
+            except Exception:  # the ETA is a nicety: never let it stop an execution
+                log.warning(
+                    "no step history for %s; ETA from the live rate only",
+                    job.pipeline.name,
+                    exc_info=True,
+                )

@@ -1,0 +1,225 @@
+"""Runs one execution on anyio: async steps on the event loop, sync steps on one worker thread.
+
+Consecutive sync steps run as one batch in one thread hop, so a sync step costs
+a function call plus its bookkeeping. Cancellation reaches async steps through
+anyio and sync steps through their Progress handle.
+
+Each change is first recorded (`job.live`, the recorder) and then announced to
+plugins (`hook`, the isolated relay), so a hook always sees the state after it.
+"""
+
+from __future__ import annotations
+
+import traceback
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from ..authoring.progress import Progress
+from ..errors import Cancelled
+from ..model.events import ErrorInfo, Status
+from .jobs import Job, StepFailed
+
+if TYPE_CHECKING:
+    from ..authoring.pipeline import Step
+
+
+def error_info(exc: BaseException, step: Step | None = None) -> ErrorInfo:
+    """What a failed step's record says: its name, the exception type and message, the traceback."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = ""
+    return ErrorInfo(
+        step=step.name if step is not None else None,
+        type=type(exc).__qualname__,
+        message=message or type(exc).__qualname__,
+        traceback="".join(traceback.format_exception(exc)),
+    )
+
+
+class Runner:
+    """Calls a pipeline's steps in order, recording each change, then firing its hook."""
+
+    def __init__(self, hook: Any) -> None:
+        self.hook = hook
+
+    async def run(self, job: Job) -> tuple[Status, ErrorInfo | None]:
+        """Run `job` to its end; `execution_finished` fires exactly once, whatever happens."""
+        hook = self.hook
+        job.started = True
+        status: Status = "cancelled"
+        error: ErrorInfo | None = None
+        stop_poking = job.throttle.keep_fresh()
+        try:
+            record = job.live.started()
+            hook.execution_started(
+                execution_id=job.execution_id,
+                pipeline=job.pipeline,
+                inputs=job.inputs,
+                record=record,
+            )
+            with anyio.CancelScope() as scope:
+                job.scope = scope
+                if job.throttle.cancelled:
+                    scope.cancel()
+                job.outputs = await self._run_steps(job)
+                status = "completed"
+        except Cancelled:
+            pass
+        except StepFailed as failure:
+            status, error, job.failure = "failed", failure.error, failure
+        except Exception as exc:  # ours, not a step's: the record must still end
+            status, error = "failed", error_info(exc)
+        finally:
+            job.scope = None
+            stop_poking()
+            if status != "completed":
+                job.outputs = None
+            self.finish(job, status, error)
+        return status, error
+
+    def finish(self, job: Job, status: Status, error: ErrorInfo | None = None) -> None:
+        """Record the end of `job` (run or still pending), then tell the plugins."""
+        record = job.live.finished(status, job.outputs, error)
+        self.hook.execution_finished(
+            execution_id=job.execution_id,
+            status=status,
+            outputs=job.outputs,
+            error=error,
+            record=record,
+        )
+        job.finished.set()
+
+    async def _run_steps(self, job: Job) -> Any:
+        steps = job.pipeline.steps
+        value: Any = None
+        index = 0
+        while index < len(steps):
+            if steps[index].is_async:
+                value = await self._run_async_step(job, index, value)
+                index += 1
+                continue
+            stop = index
+            while stop < len(steps) and not steps[stop].is_async:
+                stop += 1
+            value = await anyio.to_thread.run_sync(
+                self._run_sync_steps, job, index, stop, value, abandon_on_cancel=False
+            )
+            index = stop
+        return value
+
+    def _arguments(
+        self, job: Job, step: Step, index: int, value: Any
+    ) -> tuple[dict[str, Any], Progress | None]:
+        kwargs = dict(job.inputs) if index == 0 else {step.value_param: value}
+        progress = None
+        if step.progress_param is not None:
+            progress = Progress(self._emitter(job, step, index), job.throttle)
+            kwargs[step.progress_param] = progress
+        return kwargs, progress
+
+    def _emitter(self, job: Job, step: Step, index: int) -> Any:
+        step_progress = self.hook.step_progress
+        record_progress = job.live.step_progress
+        execution_id = job.execution_id
+
+        def emit(progress: Progress) -> None:
+            done, total, message = progress.done, progress.total, progress.message
+            step_progress(
+                execution_id=execution_id,
+                step=step,
+                index=index,
+                done=done,
+                total=total,
+                message=message,
+                progress=record_progress(index, done, total, message),
+            )
+
+        return emit
+
+    def _run_sync_steps(self, job: Job, start: int, stop: int, value: Any) -> Any:
+        """Runs on a worker thread: the whole run of consecutive sync steps."""
+        hook, live = self.hook, job.live
+        step_started, step_done = hook.step_started, hook.step_done
+        record_started, record_ended = live.step_started, live.step_ended
+        execution_id = job.execution_id
+        steps = job.pipeline.steps
+        throttle = job.throttle
+        for index in range(start, stop):
+            if throttle.cancelled:
+                raise Cancelled("execution cancelled")
+            step = steps[index]
+            step_started(
+                execution_id=execution_id, step=step, index=index, progress=record_started(index)
+            )
+            began = perf_counter()
+            if index and step.takes_value_only:
+                try:
+                    value = step.fn(value)
+                except Cancelled:
+                    raise
+                except BaseException as exc:  # SystemExit too: a step must not stop the server
+                    self._fail(job, step, index, exc)
+            else:
+                value = self._call_sync(job, step, index, value)
+            duration = perf_counter() - began
+            step_done(
+                execution_id=execution_id,
+                step=step,
+                index=index,
+                duration=duration,
+                progress=record_ended(index, "completed", duration),
+            )
+        return value
+
+    def _call_sync(self, job: Job, step: Step, index: int, value: Any) -> Any:
+        kwargs, progress = self._arguments(job, step, index, value)
+        try:
+            value = step.fn(**kwargs)
+        except Cancelled:
+            raise
+        except BaseException as exc:
+            self._fail(job, step, index, exc)
+        if progress is not None:
+            progress._finish()
+        return value
+
+    async def _run_async_step(self, job: Job, index: int, value: Any) -> Any:
+        hook, live = self.hook, job.live
+        step = job.pipeline.steps[index]
+        hook.step_started(
+            execution_id=job.execution_id, step=step, index=index, progress=live.step_started(index)
+        )
+        kwargs, progress = self._arguments(job, step, index, value)
+        began = perf_counter()
+        try:
+            value = await step.fn(**kwargs)
+        except (Cancelled, KeyboardInterrupt, anyio.get_cancelled_exc_class()):
+            raise
+        except BaseException as exc:
+            self._fail(job, step, index, exc)
+        if progress is not None:
+            progress._finish()
+        duration = perf_counter() - began
+        hook.step_done(
+            execution_id=job.execution_id,
+            step=step,
+            index=index,
+            duration=duration,
+            progress=live.step_ended(index, "completed", duration),
+        )
+        return value
+
+    def _fail(self, job: Job, step: Step, index: int, exc: BaseException) -> None:
+        error = error_info(exc, step)
+        self.hook.step_failed(
+            execution_id=job.execution_id,
+            step=step,
+            index=index,
+            error=error,
+            progress=job.live.step_ended(index, "failed", None),
+        )
+        raise StepFailed(error, exc) from exc

@@ -1,0 +1,1 @@
+"""Keeping track of executions: the recorder, estimates, history, subscriptions and fan-out."""

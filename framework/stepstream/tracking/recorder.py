@@ -1,0 +1,324 @@
+"""The recorder: the one place an execution's state changes, before anything else hears of it.
+
+Every change is an event. The recorder numbers it, folds it into the live
+record (`model.fold.apply_event`), appends it to the store and publishes it to
+followers, in that order; only then does the runner fire plugin hooks, so every
+plugin sees the state after the change. Events made elsewhere (a worker's
+transport, recovery after a restart) enter through `ingest` and take the same
+path; ingesting an event twice changes nothing.
+
+Concurrency: each execution has one producer at a time (its runner, on the loop
+or its worker thread), so its per-step events take no lock. The lock guards the
+set of live executions, which creation, ingestion and endings change.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..errors import UnknownExecution
+from ..model.events import (
+    TERMINAL_EVENTS,
+    CancelledEvent,
+    CompletedEvent,
+    ErrorInfo,
+    Event,
+    ExecutionRecord,
+    FailedEvent,
+    ProgressEvent,
+    ProgressSnapshot,
+    StartedEvent,
+    Status,
+    StepState,
+    StepStatus,
+)
+from ..model.fold import apply_event, copy_record, status_of
+from ..model.ids import new_execution_id
+from ..model.values import jsonable
+from .estimates import Estimate
+
+if TYPE_CHECKING:
+    from ..stores import ExecutionStore
+    from .broadcast import Broadcaster, Channel
+    from .history import StepHistory
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LiveExecution:
+    """An execution whose events this process produces or ingests, until its terminal event."""
+
+    __slots__ = (
+        "_append",
+        "_publish",
+        "_recorder",
+        "channel",
+        "estimate",
+        "items_done",
+        "items_total",
+        "record",
+    )
+
+    def __init__(self, recorder: Recorder, record: ExecutionRecord, channel: Channel) -> None:
+        self._recorder = recorder
+        self._append = recorder.store.append
+        self._publish = channel.publish
+        self.record = record
+        self.channel = channel
+        self.estimate: Estimate | None = None
+        self.items_done: int | None = None
+        self.items_total: int | None = None
+
+    @property
+    def execution_id(self) -> str:
+        """The execution's id."""
+        return self.record.execution_id
+
+    def emit(self, event: Event) -> None:
+        """The one path of every event: fold into the record, keep in the store, publish."""
+        record = self.record
+        apply_event(record, event)
+        self._append(record, event)
+        self._publish(event)
+        if isinstance(event, TERMINAL_EVENTS):
+            self._recorder.retire(self)
+
+    def _progress(self, progress: ProgressSnapshot, step: StepState | None = None) -> None:
+        """`emit` of a progress event made here: the per-step path, so no ending to check for."""
+        record = self.record
+        event = ProgressEvent(
+            execution_id=record.execution_id, seq=record.last_seq + 1, progress=progress, step=step
+        )
+        apply_event(record, event)
+        self._append(record, event)
+        self._publish(event)
+
+    # -- what the runner reports, in order ---------------------------------------
+
+    def started(self) -> ExecutionRecord:
+        """pending → running, with the step history that makes an early ETA possible."""
+        record = self.record
+        names = [s.name for s in record.steps]
+        expected = self._recorder.history.expected(record.pipeline, names)
+        estimate = self.estimate = Estimate(record.steps, expected)
+        self.channel.deliver_on_this_loop()  # followers are served there, whichever thread runs
+        self.emit(
+            StartedEvent(
+                execution_id=record.execution_id,
+                seq=record.last_seq + 1,
+                started_at=_now(),
+                progress=estimate.snapshot(0),
+            )
+        )
+        return copy_record(record)
+
+    def step_started(self, index: int) -> ProgressSnapshot:
+        """The step becomes current."""
+        estimate = self.estimate
+        assert estimate is not None
+        self.items_done = self.items_total = None
+        previous = self.record.steps[index]
+        progress = estimate.snapshot(index, step_begins=True)
+        self._progress(
+            progress,
+            StepState(
+                name=previous.name,
+                index=index,
+                status="running",
+                weight=previous.weight,
+                started_at=datetime.now(UTC),
+            ),
+        )
+        return progress
+
+    def step_progress(
+        self, index: int, done: int, total: int | None, message: str | None
+    ) -> ProgressSnapshot:
+        """Item counts inside the running step move the percentage smoothly."""
+        estimate = self.estimate
+        assert estimate is not None
+        fraction = min(1.0, done / total) if total else 0.0
+        self.items_done = done
+        self.items_total = total
+        progress = estimate.snapshot(index, fraction, done, total, message)
+        self._progress(progress)
+        return progress
+
+    def step_ended(
+        self, index: int, status: StepStatus, duration: float | None
+    ) -> ProgressSnapshot:
+        """The step completed (its weight joins the finished share) or failed."""
+        estimate = self.estimate
+        assert estimate is not None
+        previous = self.record.steps[index]
+        completed = status == "completed"
+        progress = estimate.snapshot(
+            index,
+            1.0 if completed else 0.0,
+            self.items_done,
+            self.items_total,
+            step_completes=completed,
+        )
+        self._progress(
+            progress,
+            StepState(
+                name=previous.name,
+                index=index,
+                status=status,
+                weight=previous.weight,
+                started_at=previous.started_at,
+                duration_seconds=duration if duration is not None else estimate.step_elapsed(),
+                items_done=self.items_done,
+                items_total=self.items_total,
+            ),
+        )
+        return progress
+
+    def finished(self, status: Status, outputs: Any, error: ErrorInfo | None) -> ExecutionRecord:
+        """Exactly one terminal event; returns the final record."""
+        try:
+            event = self._terminal_event(status, outputs, error)
+        except Exception as exc:  # the record must end even if its outputs cannot
+            event = FailedEvent(
+                execution_id=self.record.execution_id,
+                seq=self.record.last_seq + 1,
+                finished_at=_now(),
+                error=ErrorInfo(
+                    type=type(exc).__qualname__,
+                    message=f"the execution ended {status} but could not be recorded: {exc}",
+                ),
+                progress=self.record.progress,
+            )
+        self.emit(event)
+        record = self.record
+        if record.status == "completed":
+            self._recorder.history.add(record)
+        return record
+
+    def _terminal_event(self, status: Status, outputs: Any, error: ErrorInfo | None) -> Event:
+        record = self.record
+        execution_id = record.execution_id
+        seq = record.last_seq + 1
+        finished_at = _now()
+        progress = record.progress
+        estimate = self.estimate
+        if status == "completed":
+            assert estimate is not None
+            last = estimate.step_count - 1
+            progress = msgspec.structs.replace(
+                progress or estimate.snapshot(last),
+                current_step=last,
+                current_step_name=estimate.names[last],
+                percentage=100.0,
+                eta_seconds=0.0,
+                elapsed_seconds=estimate.elapsed(),
+            )
+            return CompletedEvent(
+                execution_id=execution_id,
+                seq=seq,
+                finished_at=finished_at,
+                progress=progress,
+                outputs=jsonable(outputs),
+            )
+        if status == "failed":
+            return FailedEvent(
+                execution_id=execution_id,
+                seq=seq,
+                finished_at=finished_at,
+                error=error or ErrorInfo(message="execution failed"),
+                progress=progress,
+            )
+        return CancelledEvent(
+            execution_id=execution_id,
+            seq=seq,
+            finished_at=finished_at,
+            progress=progress,
+            reason=error.message if error else None,
+        )
+
+
+class Recorder:
+    """Keeps the live record of every unfinished execution this process produces or ingests."""
+
+    def __init__(
+        self, store: ExecutionStore, broadcaster: Broadcaster, history: StepHistory
+    ) -> None:
+        self.store = store
+        self.history = history
+        self._broadcaster = broadcaster
+        self._live: dict[str, LiveExecution] = {}
+        self._lock = threading.RLock()  # retire runs inside ingest's hold
+
+    def create(
+        self, pipeline: str, steps: list[tuple[str, float]], inputs: dict[str, Any]
+    ) -> LiveExecution:
+        """Record a new `pending` execution; if the store refuses it, nothing is left behind."""
+        record = ExecutionRecord(
+            execution_id=new_execution_id(),
+            pipeline=pipeline,
+            status="pending",
+            progress=None,
+            inputs=jsonable(inputs),
+            created_at=_now(),
+            steps=[
+                StepState(name=name, index=i, status="pending", weight=weight)
+                for i, (name, weight) in enumerate(steps)
+            ],
+        )
+        with self._lock:
+            live = self._adopt(record)
+        try:
+            live.emit(status_of(record, seq=1))
+        except BaseException:
+            self.retire(live)
+            raise
+        return live
+
+    def live(self, execution_id: str) -> LiveExecution | None:
+        """The live execution with this id, if it is unfinished and known here."""
+        return self._live.get(execution_id)
+
+    def ingest(self, event: Event) -> bool:
+        """Apply an event produced elsewhere; False when it was already applied.
+
+        Raises UnknownExecution for an execution neither here nor in the store,
+        ValueError for an event that names a step the execution does not have.
+        """
+        with self._lock:  # held throughout, so two deliveries of one event apply it once
+            live = self._live.get(event.execution_id)
+            if live is None:
+                record = self.store.get(event.execution_id)
+                if record is None:
+                    raise UnknownExecution(event.execution_id)
+                if record.finished or event.seq <= record.last_seq:
+                    return False
+                live = self._adopt(record)
+            if event.seq <= live.record.last_seq:
+                return False
+            step = getattr(event, "step", None)
+            if step is not None and not 0 <= step.index < len(live.record.steps):
+                raise ValueError(
+                    f"event {event.seq} of {event.execution_id} names step {step.index}, "
+                    f"but the execution has {len(live.record.steps)} steps"
+                )
+            live.emit(event)
+            return True
+
+    def _adopt(self, record: ExecutionRecord) -> LiveExecution:
+        """Make `record` live; the caller holds the lock."""
+        live = LiveExecution(self, record, self._broadcaster.open(record.execution_id))
+        self._live[record.execution_id] = live
+        return live
+
+    def retire(self, live: LiveExecution) -> None:
+        """The execution ended (or was never kept): it leaves the live set, its channel closes."""
+        with self._lock:
+            if self._live.get(live.execution_id) is live:
+                del self._live[live.execution_id]
+        self._broadcaster.close(live.channel)

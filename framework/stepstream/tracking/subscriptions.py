@@ -1,0 +1,192 @@
+"""A subscriber's view of the event stream: replay what it missed, then follow live.
+
+Each subscription buffers on its own (an `EventQueue`), so a slow reader never
+slows the pipeline or another reader: lifecycle events queue in order and are
+never dropped, while progress events wait as one slot per execution that the
+newest one overwrites.
+One execution has at most three lifecycle events, so its buffer stays small; a
+watcher follows any number of executions, so its buffer has a bound, and a
+watcher that falls that far behind ends with SubscriptionOverflow instead of
+dropping lifecycle events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from types import TracebackType
+
+from ..errors import SubscriptionOverflow
+from ..model.events import TERMINAL_EVENTS, Event, StatusEvent
+from .queue import EventQueue
+
+WATCH_BUFFER = 10_000  # queued items a watcher may hold before it ends with SubscriptionOverflow
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class Subscription:
+    """Async iterator over events; a single-execution one ends after the terminal event.
+
+    Without `execution_id` it follows every execution it is fed (a watcher), holding
+    at most `WATCH_BUFFER` queued items. It may be made on any thread; it belongs to
+    the event loop that first reads it.
+    """
+
+    def __init__(
+        self,
+        *,
+        unsubscribe: Callable[[Subscription], None],
+        execution_id: str | None = None,
+    ) -> None:
+        self.execution_id = execution_id
+        self.status: StatusEvent | None = None
+        self._lock = threading.Lock()
+        self._queue = EventQueue()
+        self._last_seq: dict[str, int] = {}
+        self._after = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the reader's, from its first wait
+        self._loop_thread = 0
+        self._unsubscribe: Callable[[Subscription], None] | None = unsubscribe
+        self._single = execution_id is not None
+        self._limit = sys.maxsize if self._single else WATCH_BUFFER
+        self._ended = False
+        self._overflow: SubscriptionOverflow | None = None
+        self._replay: deque[Event] = deque()
+
+    def begin(self, status: StatusEvent, replay: Iterable[Event]) -> None:
+        """Set what comes first: the status snapshot, then the events after `status.seq`.
+
+        Called once the subscription is registered, so an event published meanwhile
+        is either in `replay` or queued live, and duplicates are dropped by seq.
+        """
+        self.status = status
+        self._after = status.seq
+        self._replay.extend(e for e in replay if e.seq > status.seq)
+
+    def seen(self, statuses: Iterable[StatusEvent]) -> None:
+        """Tell a watcher which statuses its reader was already sent; events they cover are dropped.
+
+        Call it before reading: subscribe first, then read the statuses, so an event
+        published in between is either covered by a status or delivered, never lost.
+        """
+        for status in statuses:
+            self._last_seq[status.execution_id] = status.seq
+
+    def push(self, event: Event) -> None:
+        """Queue a live event; safe from any thread, never blocks on the reader."""
+        with self._lock:
+            if self._ended:
+                return
+            if self._queue.push(event) and len(self._queue) > self._limit:
+                self._overflowed()
+            waiter = self._waiter
+            self._waiter = None
+        if waiter is not None:
+            self._wake(waiter)
+
+    def _overflowed(self) -> None:
+        """The buffer is full: drop it and end, so the reader learns it must resync; lock held.
+
+        Unsubscribing is left to the reader (`__anext__`): the publisher calling this
+        may hold the broadcaster's lock.
+        """
+        self._overflow = SubscriptionOverflow(self._limit)
+        self._ended = True
+        self._queue.clear()
+
+    def _wake(self, waiter: asyncio.Future[None]) -> None:
+        """Resolve now on the reader's thread, else via its loop; a thread id costs no getpid()."""
+        loop = waiter.get_loop()
+        if loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            _resolve(waiter)
+        else:
+            loop.call_soon_threadsafe(_resolve, waiter)
+
+    def _is_new(self, event: Event) -> bool:
+        if event.seq <= self._last_seq.get(event.execution_id, self._after):
+            return False
+        if isinstance(event, TERMINAL_EVENTS) and not self._single:
+            self._last_seq.pop(event.execution_id, None)  # a watcher must not grow forever
+        else:
+            self._last_seq[event.execution_id] = event.seq
+        return True
+
+    def _pop(self) -> Event | None:
+        while self._replay:
+            event = self._replay.popleft()
+            if self._is_new(event):
+                return event
+        with self._lock:
+            while (event := self._queue.pop()) is not None:
+                if self._is_new(event):
+                    return event
+            if not self._ended:
+                loop = self._loop
+                if loop is None:
+                    loop = self._loop = asyncio.get_running_loop()
+                    self._loop_thread = threading.get_ident()
+                self._waiter = loop.create_future()
+            return None
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._ended:
+            event = self._pop()
+            if event is not None:
+                if self._single and isinstance(event, TERMINAL_EVENTS):
+                    self._ended = True
+                    self.close()
+                return event
+            waiter = self._waiter
+            if waiter is not None:
+                await waiter
+        if self._overflow is not None:
+            self.close()
+            raise self._overflow
+        raise StopAsyncIteration
+
+    def close(self) -> None:
+        """Stop receiving and free everything held for this subscriber; idempotent."""
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe(self)
+        with self._lock:
+            self._ended = True
+            self._replay.clear()
+            self._queue.clear()
+            self._last_seq.clear()
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            self._wake(waiter)
+
+    async def aclose(self) -> None:
+        """Async alias of `close`, for `contextlib.aclosing` and async generators' habits."""
+        self.close()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def pending(self) -> int:
+        """How many queued items wait for the reader (progress counts once per execution)."""
+        return len(self._replay) + len(self._queue)
