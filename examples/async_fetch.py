@@ -1,6 +1,6 @@
 """An async pipeline whose steps await I/O-like work (sleeps standing in for HTTP calls).
 
-    uv run stepstream run examples/async_fetch.py:fetch -i pages=20
+uv run stepstream run examples/async_fetch.py:fetch -i pages=20
 """
 
 from __future__ import annotations

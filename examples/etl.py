@@ -1,6 +1,6 @@
 """A sync ETL pipeline with item-level progress over a generated data set.
 
-    uv run stepstream run examples/etl.py:etl -i rows=200000
+uv run stepstream run examples/etl.py:etl -i rows=200000
 """
 
 from __future__ import annotations

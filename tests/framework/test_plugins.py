@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -332,3 +333,21 @@ def test_a_plugin_whose_register_commands_raises_loses_only_its_own_commands(
         group = build_cli(plugins)
     assert {"run", "plugins"} <= set(group.commands)
     assert "'broken' raised in hook register_commands" in caplog.text
+
+
+def test_the_documented_example_plugin_runs_as_docs_plugins_md_says() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "slow_step_plugin.py"
+    spec = importlib.util.spec_from_file_location("slow_step_plugin", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as `python examples/slow_step_plugin.py` has it
+    try:
+        spec.loader.exec_module(module)
+        assert module.main() == {"slept": 0.1}
+    finally:
+        del sys.modules[spec.name]
+    assert module.REPORT[0].startswith("slow took 0.1")
+    assert module.REPORT[-1] == "nap completed in 2 steps"
