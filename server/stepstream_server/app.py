@@ -14,7 +14,8 @@ from litestar.openapi import OpenAPIConfig
 from stepstream import Engine, StoreError
 from stepstream.retention import PRUNE_INTERVAL, Retention, prune_forever
 
-from .auth import bearer_auth, public_routes
+from .auth import bearer_auth, public_routes, public_trees
+from .dashboard import dashboard_routes, schema_plugins
 from .problems import (
     http_exception_handler,
     internal_error_handler,
@@ -58,7 +59,7 @@ def create_app(
         route_handlers=[ExecutionController, PipelineController, progress_stream, watch_stream],
     )
     app = Litestar(
-        route_handlers=[api, health],
+        route_handlers=[api, health, *dashboard_routes()],
         lifespan=[run_engine],
         state=State({"engine": engine, "max_body_size": max_body_size}),
         exception_handlers={
@@ -72,6 +73,7 @@ def create_app(
             title="stepstream",
             version=version("stepstream-server"),
             description="Start pipeline executions and watch their progress.",
+            render_plugins=schema_plugins(),
             openapi_router=Router(
                 "/schema",
                 route_handlers=[],
@@ -83,5 +85,7 @@ def create_app(
     if token:
         # Around the router, not Litestar middleware: it guards unknown paths too and
         # adds no layer to every route (see auth.py).
-        app.asgi_handler = bearer_auth(app.asgi_handler, token, public_routes(app))
+        app.asgi_handler = bearer_auth(
+            app.asgi_handler, token, public_routes(app), public_trees(app)
+        )
     return app
