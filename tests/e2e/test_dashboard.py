@@ -301,6 +301,53 @@ def test_a_thousand_executions_stay_usable(page: Any, server: Served) -> None:
     shot(page, "list-thousand")
 
 
+def test_a_watch_closed_for_falling_behind_lists_afresh_and_watches_again(
+    page: Any, server: Served
+) -> None:
+    """Close 1008 (the server dropped events for this client): re-list, then watch again."""
+    routes: list[Any] = []
+    dropping = [False]
+
+    def intercept(route: Any) -> None:
+        upstream = route.connect_to_server()
+        upstream.on_message(lambda message: None if dropping[0] else route.send(message))
+        routes.append(route)
+
+    page.route_web_socket(re.compile(r"/api/v1/executions/ws"), intercept)
+    page.goto(f"{server.base_url}/")
+    expect(page.locator("#connection")).to_have_text("Live")
+    dropping[0] = True  # what the server would drop for a client this far behind
+    missed = server.submit(steps=1, seconds_per_step=0.2)
+    server.wait_for(missed, "completed")
+    expect(row(page, missed)).to_have_count(0)
+    dropping[0] = False
+    routes[0].close(code=1008, reason="too far behind, events were dropped")
+    expect(row(page, missed).locator(".status")).to_have_text("completed")
+    expect(page.locator("#connection")).to_have_text("Live")
+    assert len(routes) == 2
+    after = server.submit(steps=1, seconds_per_step=0.2)
+    expect(row(page, after).locator(".status")).to_have_text("completed")
+
+
+def test_dark_theme_follows_the_system(browser: Any, server: Served) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="dark")
+    try:
+        tab = context.new_page()
+        execution_id = server.submit(steps=2, seconds_per_step=0.3, fail_at_step=1)
+        server.wait_for(execution_id)
+        tab.goto(f"{server.base_url}/#/executions/{execution_id}")
+        expect(status_of(tab)).to_have_text("failed")
+        background = tab.evaluate("getComputedStyle(document.body).backgroundColor")
+        red, green, blue = (int(n) for n in re.findall(r"\d+", background)[:3])
+        assert max(red, green, blue) < 64, background
+        shot(tab, "execution-failed-dark")
+        tab.goto(f"{server.base_url}/")
+        expect(row(tab, execution_id)).to_have_count(1)
+        shot(tab, "list-dark")
+    finally:
+        context.close()
+
+
 # -- auth ---------------------------------------------------------------------------------------
 
 

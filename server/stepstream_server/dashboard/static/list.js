@@ -306,9 +306,7 @@ export function mountList(main, initialQuery) {
     let info = live.get(id);
     if (!info && message.type === "status" && !TERMINAL.has(message.status)) {
       info = { execution_id: id, pipeline: message.pipeline, status: message.status, last_seq: 0 };
-      info.progress = null;
-      info.started_at = null;
-      info.finished_at = null;
+      Object.assign(info, { progress: null, started_at: null, finished_at: null });
       live.set(id, info);
     }
     if (info && message.seq > info.last_seq) applyEvent(info, message);
@@ -324,7 +322,7 @@ export function mountList(main, initialQuery) {
       return;
     }
     if (info && inRange(id) && matches(info)) {
-      const shown = insert({ ...info, progress: info.progress });
+      const shown = insert({ ...info });
       if (shown.data.status !== "pending" && !shown.data.started_at) fill(id);
     }
   }

@@ -34,8 +34,8 @@
   }
 
   /**
-   * Follow `executionId` on the server at `serverUrl` (e.g. "http://127.0.0.1:8000";
-   * empty for the page's own origin). Options, all optional:
+   * Follow `executionId` on the server at `serverUrl`: its scheme and host (plus a path
+   * prefix behind a proxy), or empty for the page's own origin. Options, all optional:
    *   onProgress(progress, message)  every progress snapshot: percentage, current_step_name, ...
    *   onDone(message)                once, with the terminal message: message.type is
    *                                  "completed" (message.outputs), "failed" (message.error)
