@@ -63,10 +63,10 @@ export function mountExecution(main, executionId) {
   let follower = null;
   let unmounted = false;
   let loadTimer = null;
-  let refreshing = null;
-  let refreshAgain = false;
+  let refreshing = false;
+  let queued = null; // a refresh asked for while one ran: "again" or "final"
   let lastRefresh = 0;
-  let upstream = null; // step name -> names it waits for, when the pipeline says
+  let graph = null; // the pipeline's steps, when they name their upstream steps
   let logs = null; // {after, timer, busy} once the server answered the logs route
   let cancelling = false;
   const loadRetry = backoff();
@@ -278,37 +278,50 @@ export function mountExecution(main, executionId) {
   /** Read the record again (at most once a second, or now when `final`). */
   async function refresh(final = false) {
     if (refreshing) {
-      refreshAgain = true;
+      queued = queued === "final" || final ? "final" : "again";
       return;
     }
+    refreshing = true;
     const wait = final ? 0 : Math.max(0, lastRefresh + REFRESH_GAP - Date.now());
-    refreshing = new Promise((resolve) => setTimeout(resolve, wait));
-    await refreshing;
+    await new Promise((resolve) => setTimeout(resolve, wait));
     try {
       if (!unmounted) adopt(await get(`api/v1/executions/${encoded}`));
     } catch {
       // The stream goes on; the next refresh or event brings it.
     } finally {
       lastRefresh = Date.now();
-      refreshing = null;
-      if (refreshAgain && !unmounted) {
-        refreshAgain = false;
-        refresh(final);
-      }
+      refreshing = false;
       if (final && logs) pollLogs(true);
+      const next = queued;
+      queued = null;
+      if (next && !unmounted) refresh(next === "final");
     }
   }
 
+  /** The step graph, when the pipeline describes one (`upstream` per step). */
   async function loadPipeline(name) {
     try {
       const pipeline = await get(`api/v1/pipelines/${encodeURIComponent(name)}`);
       if (pipeline.steps.some((step) => Array.isArray(step.upstream))) {
-        upstream = new Map(pipeline.steps.map((step) => [step.name, step.upstream || []]));
+        graph = pipeline.steps;
         schedule();
       }
     } catch {
       // A pipeline no longer registered still has its executions.
     }
+  }
+
+  /** Each step's upstream names: the record's own if it has them, else the pipeline's when
+   * it declares the same steps (a pipeline shaped by its inputs may not). */
+  function upstreamOf() {
+    if (record.steps.some((step) => Array.isArray(step.upstream))) {
+      return new Map(record.steps.map((step) => [step.name, step.upstream || []]));
+    }
+    const same =
+      graph &&
+      graph.length === record.steps.length &&
+      graph.every((step, index) => step.name === record.steps[index].name);
+    return same ? new Map(graph.map((step) => [step.name, step.upstream || []])) : null;
   }
 
   /** Captured logs, if this server has the logs route; the section stays hidden otherwise. */
@@ -446,6 +459,7 @@ export function mountExecution(main, executionId) {
   }
 
   function renderSteps(progress) {
+    const upstream = upstreamOf();
     afterHeader.hidden = !upstream;
     record.steps.forEach((step, index) => {
       let row = stepRows[index];

@@ -257,9 +257,13 @@ export function mountList(main, initialQuery) {
       page = await get(`api/v1/executions?${params}`);
     } catch (error) {
       if (mine !== generation || unmounted) return;
-      if (error instanceof NoToken) showNoToken();
-      else setText(notice, `Cannot list executions. ${describeError(error)}`);
-      return; // the watch's reconnection (or a new filter) loads again
+      if (error instanceof NoToken) {
+        showNoToken();
+      } else {
+        setText(notice, `Cannot list executions. ${describeError(error)}`);
+        if (socket) socket.close(); // reconnect with backoff, then list again
+      }
+      return;
     }
     if (mine !== generation || unmounted) return;
     rebuild(page);
