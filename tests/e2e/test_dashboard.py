@@ -126,6 +126,31 @@ def test_cancel_a_running_execution_from_its_page(page: Any, server: Served) -> 
     assert server.record(execution_id)["status"] == "cancelled"
 
 
+def test_cancelling_what_already_finished_shows_the_409_problem(page: Any, server: Served) -> None:
+    """The page still thinks it runs (its stream is held back); the server knows better."""
+
+    def hold_back(route: Any) -> None:
+        route.connect_to_server().on_message(lambda message: None)
+
+    page.route_web_socket(re.compile(r"/progress/ws"), hold_back)
+    execution_id = server.submit(steps=3, seconds_per_step=60)
+    server.wait_for(execution_id, "running")
+    page.goto(f"{server.base_url}/#/executions/{execution_id}")
+    expect(status_of(page)).to_have_text("running")
+    assert server.client.post(f"/api/v1/executions/{execution_id}/cancel").status_code == 202
+    server.wait_for(execution_id, "cancelled")
+
+    page.get_by_role("button", name="Cancel execution").click()
+    result = page.locator(".action-result")
+    expect(result).to_have_text(
+        f"Execution already finished: execution '{execution_id}' already finished "
+        "with status 'cancelled'"
+    )
+    expect(result).to_have_class(re.compile(r"\bproblem\b"))
+    expect(status_of(page)).to_have_text("cancelled")  # read afresh after the 409
+    shot(page, "execution-cancel-409")
+
+
 def test_a_failed_execution_shows_its_error_and_the_traceback_behind_a_toggle(
     page: Any, server: Served
 ) -> None:

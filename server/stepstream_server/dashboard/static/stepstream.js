@@ -46,13 +46,13 @@
    *   onConnection(state, info)      "open", or "retrying" with info.delay in ms
    *   token                          the server's token (a string, or a function returning one)
    *   after                          resume after this seq (0: from the start)
-   *   maxDelay                       longest pause between reconnections, ms (default 10000)
+   *   maxDelay                       longest pause between reconnections, ms (default 5000)
    * Returns {close(), lastSeq()}.
    */
   function follow(serverUrl, executionId, options) {
     var opts = options || {};
     var lastSeq = opts.after || 0;
-    var maxDelay = opts.maxDelay || 10000;
+    var maxDelay = opts.maxDelay || 5000;
     var attempt = 0;
     var finished = false;
     var socket = null;

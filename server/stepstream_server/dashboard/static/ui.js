@@ -216,8 +216,8 @@ export function setConnection(state, text) {
   setText(indicator, text);
 }
 
-/** Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... up to 10 s; `reset()` after success. */
-export function backoff(max = 10000) {
+/** Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... up to 5 s; `reset()` after success. */
+export function backoff(max = 5000) {
   let attempt = 0;
   return {
     next() {
