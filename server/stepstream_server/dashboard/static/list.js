@@ -131,6 +131,7 @@ export function mountList(main, initialQuery) {
   const older = h("button", { type: "button", class: "button" }, "Older");
   const pageLabel = h("span", { class: "page-label" });
   const pager = h("nav", { class: "pager", "aria-label": "Pages" }, newest, newer, pageLabel, older);
+  newest.disabled = newer.disabled = older.disabled = true; // until a page is read
 
   main.replaceChildren(
     h(

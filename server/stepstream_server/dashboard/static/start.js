@@ -138,6 +138,10 @@ function buildField(name, property, required) {
     }
   }
 
+  input.addEventListener(input.tagName === "SELECT" || input.type === "checkbox" ? "change" : "input", () =>
+    showError("")
+  );
+
   function showError(text) {
     error.hidden = !text;
     error.textContent = text || "";
