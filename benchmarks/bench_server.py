@@ -473,19 +473,18 @@ def child_clients(kind: str, url: str, subscribers: int, seconds: float, out: st
 
 
 def child_run(out: str) -> None:
-    """`stepstream run THIS_FILE:chain -i x=0`, plus a last-called plugin that saves the record."""
-    from stepstream import hookimpl
-    from stepstream.cli import build_cli
+    """`stepstream run THIS_FILE:chain -i x=0`, plus a plugin that saves the final record."""
+    from stepstream import ExecutionRecord, hookimpl
+    from stepstream.cli.main import build_cli
     from stepstream.plugins import make_plugin_manager
 
     plugins = make_plugin_manager()
 
     class Recorder:
-        """Called after the tracker (trylast), so the record is final."""
+        """Hooks fire once the change is recorded, so the record given here is final."""
 
-        @hookimpl(trylast=True)
-        def execution_finished(self, execution_id: str) -> None:
-            record = plugins.get_plugin("tracker").get(execution_id)
+        @hookimpl
+        def execution_finished(self, record: ExecutionRecord) -> None:
             Path(out).write_bytes(msgspec.json.encode(record))
 
     plugins.register(Recorder(), name="bench-recorder")
@@ -565,7 +564,7 @@ PROFILE_FRAMES = (
     "BearerAuth.handle",
     "presented_token",
     "ExecutionController.get_progress",
-    "Tracker.get",
+    "Engine.get",
     "SqliteStore.get",
     "SqliteStore._query",
     "SignatureModel.parse_values_from_connection_kwargs",

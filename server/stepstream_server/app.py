@@ -17,7 +17,8 @@ from litestar.types import ControllerRouterHandler
 from stepstream import Engine, StoreError
 
 from .api import api_router, health
-from .auth import bearer_auth, public_routes
+from .auth import bearer_auth, public_routes, public_trees
+from .dashboard import dashboard_routes, schema_plugins
 from .dependencies import OffLoop, provide
 from .hookspecs import add_server_hookspecs
 from .problems import (
@@ -63,7 +64,7 @@ def create_app(
             tasks.cancel_scope.cancel()
 
     app = Litestar(
-        route_handlers=[api_router(), health],
+        route_handlers=[api_router(), health, *dashboard_routes()],
         dependencies=provide(engine, off_loop),
         lifespan=[run_engine],
         state={"max_body_size": max_body_size},
@@ -78,6 +79,7 @@ def create_app(
             title="stepstream",
             version=version("stepstream-server"),
             description="Start pipeline executions and watch their progress.",
+            render_plugins=schema_plugins(),
             openapi_router=Router(
                 "/schema",
                 route_handlers=[],
@@ -91,7 +93,9 @@ def create_app(
     if token:
         # Around the router, not Litestar middleware: it guards unknown paths too and
         # adds no layer to every route (see auth.py).
-        app.asgi_handler = bearer_auth(app.asgi_handler, token, public_routes(app))
+        app.asgi_handler = bearer_auth(
+            app.asgi_handler, token, public_routes(app), public_trees(app)
+        )
     for offer in reversed(plugins.collect("asgi_wrapper", engine=engine)):
         wrapped = _isolated(offer.plugin, "asgi_wrapper", offer.value, app.asgi_handler)
         if wrapped is not None:

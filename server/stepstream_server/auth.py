@@ -20,6 +20,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from .problems import PROBLEM_JSON, Problem
 
 PUBLIC = "public"  # a route handler with opt={"public": True} needs no token
+FILE_METHODS = frozenset({"GET", "HEAD"})
 CLOSE_UNAUTHORIZED = 4401
 REASON = "missing or invalid bearer token"
 UNAUTHORIZED_BODY = msgspec.json.encode(
@@ -67,14 +68,48 @@ def public_routes(app: Litestar) -> set[tuple[str, str]]:
     }
 
 
-def bearer_auth(app: ASGIApp, token: str, public: Collection[tuple[str, str]] = ()) -> ASGIApp:
-    """Let through to `app` only requests with `token`, and those for a `public` (method, path).
+def public_trees(app: Litestar) -> set[str]:
+    """Path prefixes of the public file trees (`create_static_files_router`'s, for one).
+
+    A tree is a route whose one parameter is a trailing `{name:path}` below a fixed
+    prefix (never `/` alone), with a GET or HEAD handler marked public.
+    """
+    return {
+        prefix
+        for route in app.routes
+        if isinstance(route, HTTPRoute)
+        and len(route.path_parameters) == 1
+        and route.path.endswith(":path}")
+        and (prefix := route.path.partition("{")[0]) != "/"
+        for handler in route.route_handlers
+        if handler.opt.get(PUBLIC) and handler.http_methods & FILE_METHODS
+    }
+
+
+def in_tree(method: str, path: str, trees: Collection[str]) -> bool:
+    """A GET or HEAD below one of `trees`, with no `.` or `..` segment to climb out of it."""
+    return (
+        method in FILE_METHODS
+        and any(path.startswith(tree) for tree in trees)
+        and not {".", ".."} & set(path.split("/"))
+    )
+
+
+def bearer_auth(
+    app: ASGIApp,
+    token: str,
+    public: Collection[tuple[str, str]] = (),
+    trees: Collection[str] = (),
+) -> ASGIApp:
+    """Let through to `app` only requests with `token`, those for a `public` (method, path)
+    and GET or HEAD requests for a file below one of the public `trees` (path prefixes).
 
     WebSockets may send the token as `?token=` instead. Refused HTTP requests get a
     401 problem with `WWW-Authenticate: Bearer`; refused WebSockets a close with 4401.
     """
     expected = token.encode()
     open_routes = frozenset(public)
+    open_trees = tuple(trees)
 
     def accepts(presented: bytes | None) -> bool:
         # Constant time, so the comparison's duration says nothing about the token.
@@ -88,7 +123,9 @@ def bearer_auth(app: ASGIApp, token: str, public: Collection[tuple[str, str]] = 
                 await app(scope, receive, send)
             else:
                 await refuse_websocket(receive, send)
-        elif (scope["method"], scope["path"]) in open_routes:
+        elif (scope["method"], scope["path"]) in open_routes or in_tree(
+            scope["method"], scope["path"], open_trees
+        ):
             await app(scope, receive, send)
         else:
             await refuse_http(send)
