@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import playwright.sync_api as playwright_api
 import pytest
 
 from dashboard_support import (
@@ -25,16 +26,14 @@ from dashboard_support import (
     shot,
 )
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium: apt-get install -y chromium"
-)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    assert CHROMIUM.exists(), (
+        f"the browser tests need Debian's {CHROMIUM}: apt-get install chromium"
+    )
     expect.set_options(timeout=EXPECT_TIMEOUT)
     with playwright_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
