@@ -95,6 +95,8 @@ def engine_with(*plugins: object, **options: Any) -> Engine:
     return engine
 
 
-def new_record(engine: Engine, pipeline: Any, inputs: dict[str, Any]) -> ExecutionRecord:
+def new_record(
+    engine: Engine, pipeline: Any, inputs: dict[str, Any], **options: Any
+) -> ExecutionRecord:
     """A new pending execution's record as the engine's recorder keeps it: later events show."""
-    return engine.create(pipeline, inputs).live.record
+    return engine.create(pipeline, inputs, **options).live.record

@@ -36,7 +36,7 @@ from stepstream.model.events import (
 )
 from stepstream.stores import ExecutionStore, open_store
 from stepstream.stores.memory import MemoryStore
-from stepstream.stores.sqlite import SqliteStore, chunk_decoder
+from stepstream.stores.sqlite import SCHEMA_VERSION, SqliteStore, chunk_decoder
 
 from fw_support import new_record
 
@@ -162,7 +162,7 @@ def test_every_record_field_and_every_event_type_survive_a_reopen(
     inputs = {"path": "/data/in.csv", "sizes": [1, 2, 3], "options": {"ratio": 0.5}}
     t0 = _now() - timedelta(minutes=5)
 
-    completed = new_record(engine, shapes, inputs)
+    completed = new_record(engine, shapes, inputs, idempotency_key="order-42")
     cid = completed.execution_id
     for event in [
         StartedEvent(
@@ -276,12 +276,16 @@ def test_every_record_field_and_every_event_type_survive_a_reopen(
     }
     assert ("ProgressEvent", True) in kinds and ("ProgressEvent", False) in kinds
 
+    store.flush()  # endings are shown once kept
+    assert store.by_idempotency_key("order-42") == completed
+    assert store.by_idempotency_key("order-43") is None
     for record in records:
         assert store.get(record.execution_id) == record
         assert store.events(record.execution_id) == mirror.events(record.execution_id)
     store.close()
 
     reopened = opened()
+    assert reopened.by_idempotency_key("order-42") == completed
     for record in records:
         assert reopened.get(record.execution_id) == record
         assert reopened.events(record.execution_id) == mirror.events(record.execution_id)
@@ -358,7 +362,7 @@ def test_a_long_step_leaves_one_progress_row_not_one_per_flush(
     assert [e.seq for e in store.events(eid)] == [1, 2, 12, 13]
 
 
-def test_reads_include_queued_events_and_replayed_lifecycle_events_are_written_first(
+def test_reads_include_queued_events_but_an_ending_only_once_it_is_written(
     db: Path, opened: Callable[..., SqliteStore]
 ) -> None:
     store = opened(flush_interval=NEVER, batch_size=10**9)
@@ -376,13 +380,9 @@ def test_reads_include_queued_events_and_replayed_lifecycle_events_are_written_f
     assert [r.execution_id for r in store.list()] == [eid]
     assert [r.execution_id for r in store.list(status="running")] == [eid]
     assert [r.execution_id for r in store.unfinished()] == [eid]
-    assert [e.seq for e in store.events(eid, after=2)] == [
-        4
-    ]  # only progress: served from the queue
+    assert [e.seq for e in store.events(eid, after=2)] == [4]
+    assert [e.seq for e in store.events(eid)] == [1, 2, 4]  # served from the queue, no flush
     assert _raw_ids(db) == set()
-
-    assert [e.seq for e in store.events(eid)] == [1, 2, 4]  # status and started are written first
-    assert [e.seq for e in _raw_events(db)[eid]] == [1, 2, 4]
 
     engine.ingest(
         ProgressEvent(
@@ -392,9 +392,25 @@ def test_reads_include_queued_events_and_replayed_lifecycle_events_are_written_f
     engine.ingest(ProgressEvent(execution_id=eid, seq=6, progress=_snapshot(1, 21.0)))
     assert [e.seq for e in store.events(eid)] == [1, 2, 6]  # the latest progress replaces steps
     assert store.get(eid).steps[0].status == "completed"  # ...whose state the record keeps
-    store.close()  # close writes what is queued
+
+    kept: list[str] = []
+    engine.ingest(
+        CompletedEvent(execution_id=eid, seq=7, finished_at=_now(), progress=_snapshot(2, 100.0))
+    )
+    store.on_kept(lambda: kept.append(store.get(eid).status))
+    # An ending waits, unseen, until it is written: a crash now must not take it back.
+    assert record.status == "completed"  # the engine's own record has it...
+    assert store.get(eid).status == "running"  # ...readers do not yet
+    assert [r.execution_id for r in store.list(status="completed")] == []
+    assert [e.seq for e in store.events(eid)] == [1, 2, 6]
+    assert kept == []
+    store.flush()
+    assert kept == ["completed"]  # the callback runs after the commit, and sees it
+    assert store.get(eid) == record
+    assert [e.seq for e in store.events(eid)] == [1, 2, 6, 7]
+    store.close()
     reopened = opened()
-    assert [e.seq for e in reopened.events(eid)] == [1, 2, 6]
+    assert [e.seq for e in reopened.events(eid)] == [1, 2, 6, 7]
     assert reopened.get(eid) == record
 
 
@@ -525,11 +541,11 @@ def test_list_pages_newest_first_with_filters_from_queue_and_file_alike(
         record = new_record(engine, beta if i % 3 == 0 else alpha, {"path": str(i), "sizes": [i]})
         if i % 2 == 0:
             engine.ingest(
-                CompletedEvent(
+                StartedEvent(
                     execution_id=record.execution_id,
                     seq=2,
-                    finished_at=_now(),
-                    progress=_snapshot(2, 100.0),
+                    started_at=_now(),
+                    progress=_snapshot(0, 0.0),
                 )
             )
         records.append(record)
@@ -557,7 +573,7 @@ def test_list_pages_newest_first_with_filters_from_queue_and_file_alike(
 
     combos = [
         {},
-        {"status": "completed"},
+        {"status": "running"},
         {"status": "pending"},
         {"pipeline": "beta"},
         {"pipeline": "beta", "status": "pending"},
@@ -863,6 +879,7 @@ def _finished_history(store: ExecutionStore) -> list[ExecutionRecord]:
     )
     records.append(running)
     records.append(new_record(engine, shapes, {"path": "p", "sizes": []}))
+    store.flush()  # endings are shown once kept
     return records
 
 
@@ -934,7 +951,10 @@ def _newer_schema(path: Path) -> None:
             _someone_elses_database,
             r"it is a SQLite database but not a stepstream store \(tables: users\)",
         ),
-        (_newer_schema, "its schema version is 99, this stepstream reads version 1"),
+        (
+            _newer_schema,
+            f"its schema version is 99, this stepstream reads version {SCHEMA_VERSION}",
+        ),
     ],
 )
 def test_a_file_that_is_not_our_store_is_refused_and_left_alone(
@@ -1093,3 +1113,51 @@ def test_a_pruned_finished_record_is_gone_even_after_it_was_read(tmp_path) -> No
         assert store.get(ids[2]).status == "completed"
     finally:
         store.close()
+
+
+VERSION_1 = """
+CREATE TABLE executions (
+    execution_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, status TEXT NOT NULL,
+    finished_at REAL, record BLOB NOT NULL
+);
+CREATE INDEX executions_by_status ON executions (status, execution_id);
+CREATE INDEX executions_by_pipeline ON executions (pipeline, execution_id);
+CREATE INDEX executions_by_pipeline_status ON executions (pipeline, status, execution_id);
+CREATE INDEX executions_finished ON executions (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX executions_finished_ids ON executions (execution_id) WHERE finished_at IS NOT NULL;
+CREATE TABLE events (
+    execution_id TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+    data BLOB NOT NULL, PRIMARY KEY (execution_id, last_seq)
+);
+PRAGMA application_id = 1398035284;
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_store_written_by_the_first_schema_is_migrated_and_keeps_its_executions(
+    db: Path, opened: Callable[..., SqliteStore]
+) -> None:
+    old = Engine(store=opened(db.with_name("old.db")), load_entrypoints=False)
+    record = new_record(old, _shapes(), {"path": "a", "sizes": [1]})
+    old.store.close()
+    row = (
+        sqlite3.connect(db.with_name("old.db"))
+        .execute("SELECT execution_id, pipeline, status, finished_at, record FROM executions")
+        .fetchone()
+    )
+    conn = sqlite3.connect(db)
+    conn.executescript(VERSION_1)
+    conn.execute("INSERT INTO executions VALUES (?, ?, ?, ?, ?)", row)
+    conn.commit()
+    conn.close()
+
+    store = opened()
+    assert store.get(record.execution_id) == record
+    assert store.by_idempotency_key("k") is None
+    engine = Engine(store=store, load_entrypoints=False)
+    keyed = new_record(engine, _shapes(), {"path": "b", "sizes": [2]}, idempotency_key="k")
+    store.close()
+    reopened = opened()
+    assert reopened.by_idempotency_key("k") == keyed
+    version = sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0]
+    assert version == SCHEMA_VERSION

@@ -8,6 +8,7 @@ from time import perf_counter
 from typing import TypeVar
 
 from ..errors import Cancelled
+from ..model.values import MAX_MESSAGE_CHARS, clean_text
 
 T = TypeVar("T")
 
@@ -116,7 +117,7 @@ class Progress:
 
     @message.setter
     def message(self, value: str | None) -> None:
-        self._message = None if value is None else str(value)
+        self._message = None if value is None else clean_text(str(value), MAX_MESSAGE_CHARS)
         self._tick()
 
     @property

@@ -75,6 +75,7 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     outputs: Any = None
     error: ErrorInfo | None = None
     last_seq: int = 0
+    idempotency_key: str | None = None  # the submitter's key: the same key never runs twice
 
     @property
     def finished(self) -> bool:

@@ -17,6 +17,7 @@ from ..errors import (
     UnknownExecution,
 )
 from ..model.events import ErrorInfo, Event, ExecutionRecord, Status
+from ..model.values import DEFAULT_MAX_OUTPUT_BYTES, Unstorable, storable
 from ..plugins import PluginManager, make_plugin_manager
 from ..stores import ExecutionStore, open_store
 from ..tracking.broadcast import Broadcaster
@@ -56,6 +57,7 @@ class Engine:
         max_concurrent: int | None = None,
         progress_interval: float = DEFAULT_INTERVAL,
         load_entrypoints: bool = True,
+        max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
     ) -> None:
         if progress_interval < 0:
             raise ValueError(f"progress_interval must be >= 0 seconds, got {progress_interval}")
@@ -67,11 +69,12 @@ class Engine:
         self.progress_interval = progress_interval
         self._broadcaster = Broadcaster()
         self._history = StepHistory(store)
-        self._recorder = Recorder(store, self._broadcaster, self._history)
+        self._recorder = Recorder(store, self._broadcaster, self._history, max_output_bytes)
         self._runner = Runner(self.plugins.relay)
         self._queue = ExecutionQueue(max_concurrent, self._load_history, self._run_queued)
         self._jobs: dict[str, Job] = {}
         self._task_group: TaskGroup | None = None
+        self._recovered = False
 
     @property
     def max_concurrent(self) -> int | None:
@@ -100,30 +103,57 @@ class Engine:
 
     # -- starting and stopping executions ---------------------------------------
 
-    def create(self, pipeline: Pipeline | str, inputs: dict[str, Any] | None = None) -> Job:
-        """Validate inputs, then record a `pending` execution; InputError leaves nothing behind."""
+    def create(
+        self,
+        pipeline: Pipeline | str,
+        inputs: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Validate inputs, then record a `pending` execution; InputError leaves nothing behind.
+
+        An `idempotency_key` is kept with the record, for `by_idempotency_key`.
+        """
         if isinstance(pipeline, str):
             pipeline = self.pipeline(pipeline)
         validated = pipeline.validate_inputs(inputs)
+        try:
+            kept_inputs, _ = storable(validated, "the inputs")
+        except Unstorable as exc:
+            raise InputError(pipeline.name, {"inputs": str(exc)}) from None
         pipeline = pipeline.for_inputs(validated)
         live = self._recorder.create(
-            pipeline.name, [(s.name, s.weight) for s in pipeline.steps], validated
+            pipeline.name,
+            [(s.name, s.weight) for s in pipeline.steps],
+            kept_inputs,
+            idempotency_key,
         )
         job = Job(live, pipeline, validated, self.progress_interval)
         self._jobs[job.execution_id] = job
         return job
 
+    def start(self, job: Job) -> ExecutionRecord:
+        """Queue a created execution; it starts when a slot is free.
+
+        Between `create` and `start` a server flushes the store, so an execution
+        it accepted cannot be lost, and one the store cannot keep never runs.
+        """
+        if self._task_group is None:
+            raise RuntimeError(
+                "Engine.start needs a running engine: use `async with Engine() as engine`"
+            )
+        self._queue.put(job)
+        return self.get(job.execution_id)
+
     def submit(
         self, pipeline: Pipeline | str, inputs: dict[str, Any] | None = None
     ) -> ExecutionRecord:
-        """Create an execution and queue it; it starts when a slot is free."""
+        """Create an execution and queue it (`create`, then `start`)."""
         if self._task_group is None:
             raise RuntimeError(
                 "Engine.submit needs a running engine: use `async with Engine() as engine`"
             )
-        job = self.create(pipeline, inputs)
-        self._queue.put(job)
-        return self.get(job.execution_id)
+        return self.start(self.create(pipeline, inputs))
 
     async def run(
         self, pipeline: Pipeline | str, inputs: dict[str, Any] | None = None
@@ -159,7 +189,11 @@ class Engine:
             job.cancel()
         else:
             self._jobs.pop(execution_id, None)
-            self._runner.finish(job, "cancelled")
+            record = self._runner.end(job, "cancelled")
+            if self._task_group is None:
+                self._runner.announce_now(job, record, "cancelled", None)
+            else:
+                self._task_group.start_soon(self._runner.announce, job, record, "cancelled", None)
         return self.get(execution_id)
 
     async def wait(self, execution_id: str) -> ExecutionRecord:
@@ -198,6 +232,10 @@ class Engine:
         """The logged events with `seq > after`; raises UnknownExecution."""
         self.get(execution_id)
         return self.store.events(execution_id, after)
+
+    def by_idempotency_key(self, key: str) -> ExecutionRecord | None:
+        """The execution created with this idempotency key, if any."""
+        return self.store.by_idempotency_key(key)
 
     def subscribe(self, execution_id: str, after: int | None = None) -> Subscription:
         """Follow one execution: `subscription.status` first, then every later event.
@@ -257,13 +295,20 @@ class Engine:
         return await task_group.__aexit__(exc_type, exc, tb)
 
     def recover(self) -> None:
-        """Pick up what a stopped process left in the store (see `runtime.recovery`)."""
+        """Pick up what a stopped process left in the store (see `runtime.recovery`).
+
+        Entering the engine does it; call it first to meet a store that cannot be
+        written (StoreError) before anything else starts. It runs once per engine.
+        """
+        if self._recovered:
+            return
         for found in recover(self.store, self._recorder, self.pipelines):
             live = self._recorder.live(found.record.execution_id)
             assert live is not None
             job = Job(live, found.pipeline, found.inputs, self.progress_interval)
             self._jobs[job.execution_id] = job
             self._queue.put(job)
+        self._recovered = True
 
     async def _run_queued(self, job: Job) -> None:
         try:

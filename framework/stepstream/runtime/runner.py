@@ -10,6 +10,7 @@ plugins (`hook`, the isolated relay), so a hook always sees the state after it.
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -19,8 +20,11 @@ import anyio.to_thread
 
 from ..authoring.progress import Progress
 from ..errors import Cancelled
-from ..model.events import ErrorInfo, Status
+from ..model.events import ErrorInfo, ExecutionRecord, Status
+from ..model.values import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS, clean_text
 from .jobs import Job, StepFailed
+
+KEEP_WAIT = 5.0  # seconds `execution_finished` waits for the store to keep an ending
 
 if TYPE_CHECKING:
     from ..authoring.pipeline import Step
@@ -35,8 +39,10 @@ def error_info(exc: BaseException, step: Step | None = None) -> ErrorInfo:
     return ErrorInfo(
         step=step.name if step is not None else None,
         type=type(exc).__qualname__,
-        message=message or type(exc).__qualname__,
-        traceback="".join(traceback.format_exception(exc)),
+        message=clean_text(message or type(exc).__qualname__, MAX_ERROR_CHARS),
+        traceback=clean_text(
+            "".join(traceback.format_exception(exc)), MAX_TRACEBACK_CHARS, keep_end=True
+        ),
     )
 
 
@@ -78,12 +84,33 @@ class Runner:
             stop_poking()
             if status != "completed":
                 job.outputs = None
-            self.finish(job, status, error)
+            await self.finish(job, status, error)
         return status, error
 
-    def finish(self, job: Job, status: Status, error: ErrorInfo | None = None) -> None:
-        """Record the end of `job` (run or still pending), then tell the plugins."""
-        record = job.live.finished(status, job.outputs, error)
+    async def finish(self, job: Job, status: Status, error: ErrorInfo | None = None) -> None:
+        """Record the end of `job`, then tell the plugins once the store keeps it."""
+        record = self.end(job, status, error)
+        await self.announce(job, record, status, error)
+
+    def end(self, job: Job, status: Status, error: ErrorInfo | None = None) -> ExecutionRecord:
+        """Record the end of `job` (run, or still pending); `announce` follows."""
+        return job.live.finished(status, job.outputs, error)
+
+    async def announce(
+        self, job: Job, record: ExecutionRecord, status: Status, error: ErrorInfo | None
+    ) -> None:
+        """Fire `execution_finished` once the store keeps the ending (waiting at most
+        KEEP_WAIT seconds, also while shutting down), so a plugin reading the engine sees it."""
+        kept = job.live.kept
+        if kept is not None:
+            with anyio.move_on_after(KEEP_WAIT, shield=True):
+                await asyncio.shield(kept)
+        self.announce_now(job, record, status, error)
+
+    def announce_now(
+        self, job: Job, record: ExecutionRecord, status: Status, error: ErrorInfo | None
+    ) -> None:
+        """Fire `execution_finished` and wake whoever waits for the job, without waiting."""
         self.hook.execution_finished(
             execution_id=job.execution_id,
             status=status,

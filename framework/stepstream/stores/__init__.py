@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 from ..errors import StoreError
@@ -39,6 +39,10 @@ class ExecutionStore(Protocol):
         """The record as of the last appended event (the caller's to keep), or None."""
         ...
 
+    def by_idempotency_key(self, key: str) -> ExecutionRecord | None:
+        """The record created with this `idempotency_key`, or None."""
+        ...
+
     def events(self, execution_id: str, after: int = 0) -> list[Event]:
         """The logged events with `seq > after`, in order."""
         ...
@@ -69,6 +73,15 @@ class ExecutionStore(Protocol):
 
     def flush(self) -> None:
         """Return once everything appended so far is kept; a no-op if appends write inline."""
+        ...
+
+    def on_kept(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once everything appended so far is kept; at once if it already is.
+
+        It may run on another thread (a store's writer), and never runs if the store
+        closes without keeping those events. Until then, reads do not show a terminal
+        event still waiting to be kept: what a client is told cannot be taken back.
+        """
         ...
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from collections.abc import Callable
 
 from ..hookspecs import hookimpl
 from ..model.events import Event, ExecutionRecord, Status
@@ -25,6 +26,7 @@ class MemoryStore:
         self._records: dict[str, ExecutionRecord] = {}
         self._logs: dict[str, list[Event]] = {}
         self._ids: list[str] = []
+        self._keys: dict[str, str] = {}  # idempotency key: execution id
         self._lock = threading.Lock()
 
     @classmethod
@@ -41,6 +43,8 @@ class MemoryStore:
                 self._records[execution_id] = copy_record(record)
                 self._logs[execution_id] = [event]
                 bisect.insort(self._ids, execution_id)
+                if record.idempotency_key is not None:
+                    self._keys[record.idempotency_key] = execution_id
             return
         append_coalesced(log, event)
         apply_event(self._records[execution_id], event)
@@ -49,6 +53,11 @@ class MemoryStore:
         """A copy of the record: the store goes on folding events into its own."""
         record = self._records.get(execution_id)
         return None if record is None else copy_record(record)
+
+    def by_idempotency_key(self, key: str) -> ExecutionRecord | None:
+        """The record created with this idempotency key, if it is still kept."""
+        execution_id = self._keys.get(key)
+        return None if execution_id is None else self.get(execution_id)
 
     def events(self, execution_id: str, after: int = 0) -> list[Event]:
         """A copy of the log tail, safe to iterate while the execution goes on."""
@@ -107,13 +116,19 @@ class MemoryStore:
                     if finished_at is not None and finished_at.timestamp() < cutoff:
                         doomed.add(i)
             for execution_id in doomed:
-                del self._records[execution_id]
+                key = self._records.pop(execution_id).idempotency_key
+                if key is not None:
+                    del self._keys[key]
                 del self._logs[execution_id]
             self._ids = [i for i in self._ids if i not in doomed]
         return len(doomed)
 
     def flush(self) -> None:
         """Everything is kept as soon as it is appended."""
+
+    def on_kept(self, callback: Callable[[], None]) -> None:
+        """Everything is kept as soon as it is appended: call it now."""
+        callback()
 
     def close(self) -> None:
         """Nothing to release."""

@@ -25,20 +25,21 @@ chunk holding only an event that the next flush's first event supersedes (a lone
 progress event) is replaced by it, so a long step leaves one progress row, not
 one per flush.
 
-`events` returns a lifecycle event once it is committed: when the requested range
-holds a queued lifecycle event, it waits for a flush first. If that flush fails
-(the writer cannot write, e.g. the disk is full), it logs a warning and returns
-the queued events anyway, so a replay may then include a lifecycle event that is
-not yet committed and that a crash before the writer recovers would lose.
+A terminal event is shown to readers only once it is committed: until then
+`get`, `list` and `events` show the execution as it stood before it, and
+`on_kept` callbacks (the recorder publishes the ending from one) run on the
+writer thread after the commit. A terminal event asks for a commit at once.
+So a crash, or a full disk, can delay an ending but never take one back.
 
 Waiting (`flush`, and `append` when an execution runs `seq_headroom` events ahead
 of the file) never holds the store lock: it waits on a condition, which releases
 it, so appends and the writer go on meanwhile. Pruning deletes in small
 transactions and lets the writer commit between them.
 
-One process owns a file at a time: an exclusive `flock` on `PATH.lock` is
-held while the store is open, so a second process gets a StoreError naming
-the owner's pid instead of writing over the first one's sequence numbers.
+One process owns a file at a time: an exclusive `flock` on the database file
+itself is held while the store is open, so a second process, whatever name it
+uses for the file (a symlink, a hard link, a relative path), gets a StoreError
+naming the owner's pid instead of writing over the first one's sequence numbers.
 """
 
 from __future__ import annotations
@@ -60,7 +61,6 @@ import msgspec
 from ..errors import StoreError
 from ..hookspecs import hookimpl
 from ..model.events import (
-    LIFECYCLE_EVENTS,
     TERMINAL_EVENTS,
     AnyEvent,
     Event,
@@ -73,7 +73,7 @@ from ..model.fold import append_coalesced, apply_event, coalesced, copy_record, 
 
 log = logging.getLogger("stepstream.stores.sqlite")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x53545354  # "STST": marks the file as a stepstream store
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -83,8 +83,10 @@ CREATE TABLE executions (
     pipeline TEXT NOT NULL,
     status TEXT NOT NULL,
     finished_at REAL,
-    record BLOB NOT NULL
+    record BLOB NOT NULL,
+    idempotency_key TEXT
 );
+CREATE INDEX executions_by_key ON executions (idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX executions_by_status ON executions (status, execution_id);
 CREATE INDEX executions_by_pipeline ON executions (pipeline, execution_id);
 CREATE INDEX executions_by_pipeline_status ON executions (pipeline, status, execution_id);
@@ -99,6 +101,13 @@ CREATE TABLE events (
 );
 """
 TABLES = frozenset({"executions", "events"})
+# Each step takes a file from the version before it to the next; a file is migrated on open.
+MIGRATIONS = {
+    1: """
+ALTER TABLE executions ADD COLUMN idempotency_key TEXT;
+CREATE INDEX executions_by_key ON executions (idempotency_key) WHERE idempotency_key IS NOT NULL;
+""",
+}
 READERS_KEPT = 4  # idle read connections kept for reuse; more are opened while threads need them
 PRUNE_BATCH = 500  # executions deleted per transaction, so the writer's flushes interleave
 FINISHED_CACHE = 1024  # decoded finished records kept for polls: a 1,000-step one takes ~0.5 ms
@@ -123,16 +132,33 @@ class _Tail:
     """One execution's queued, not yet committed state: its events and its current record.
 
     `record` is the tail's own copy (steps included), made once when the tail is
-    created and then kept current by folding each event into it. `limit` is the
-    seq from which `append` checks again that the writer keeps up.
+    created and then kept current by folding each event into it. `visible` is what
+    readers see meanwhile: the same record, except that a terminal event waiting to
+    be committed is not shown (None: read the file). `limit` is the seq from which
+    `append` checks again that the writer keeps up.
     """
 
-    __slots__ = ("events", "limit", "record")
+    __slots__ = ("events", "limit", "record", "visible")
 
-    def __init__(self, record: ExecutionRecord, limit: int) -> None:
-        self.record = copy_record(record)
+    def __init__(self, record: ExecutionRecord, event: Event, limit: int) -> None:
+        self.record = copy_record(record)  # the caller's record, `event` already folded in
+        self.visible: ExecutionRecord | None = (
+            None if isinstance(event, TERMINAL_EVENTS) else self.record
+        )
         self.events: list[Event] = []
         self.limit = limit
+
+    def fold(self, event: Event) -> None:
+        """Fold a later event in; a terminal one leaves readers the state before it."""
+        if isinstance(event, TERMINAL_EVENTS):
+            self.visible = copy_record(self.record)
+        apply_event(self.record, event)
+
+    def after(self, older: _Tail) -> None:
+        """Take the place of a tail that failed to commit, its events first."""
+        self.events = coalesced(older.events + self.events)
+        if self.visible is None:  # this tail began with the terminal event
+            self.visible = older.record
 
 
 class SqliteStore:
@@ -164,6 +190,7 @@ class SqliteStore:
             str, Event
         ] = {}  # writer only: the event alone in an execution's last chunk
         self._swaps = self._attempts = self._written = 0
+        self._callbacks: list[tuple[int, Callable[[], None]]] = []  # (swap to wait for, call)
         self._failure: str | None = None
         self._stopping = False
         self._stopped = False  # the writer thread has returned
@@ -208,22 +235,22 @@ class SqliteStore:
                 )
             tail = self._pending.get(execution_id)
             if tail is not None and event.seq < tail.limit:
-                apply_event(tail.record, event)
+                tail.fold(event)
             else:
                 limit = self._limit(execution_id, event.seq)  # may wait, releasing the lock
                 tail = self._pending.get(execution_id)
                 if tail is None:
-                    tail = self._pending[execution_id] = _Tail(record, limit)
+                    tail = self._pending[execution_id] = _Tail(record, event, limit)
                 else:
                     tail.limit = limit
-                    apply_event(tail.record, event)
+                    tail.fold(event)
             if not append_coalesced(tail.events, event):
                 return
             self._queued += 1
             if self._queued == 1:
                 self._work.set()
-            elif self._queued == self.batch_size:
-                self._urgent.set()
+            if self._queued == self.batch_size or isinstance(event, TERMINAL_EVENTS):
+                self._urgent.set()  # an ending waits to be shown until it is kept: commit now
 
     def _limit(self, execution_id: str, seq: int) -> int:
         """The seq from which to check on the writer again; first waits while `seq` runs
@@ -262,6 +289,32 @@ class SqliteStore:
                     f"cannot write to store {self.path}: {self._failure or 'it was closed'}"
                 )
 
+    def on_kept(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once everything appended so far is committed (on the writer thread).
+
+        At once, on this thread, if nothing is waiting; never if the store closes first.
+        """
+        with self._lock:
+            waiting = bool(self._pending or self._inflight)
+            if waiting:
+                target = self._swaps + (1 if self._pending else 0)
+                self._callbacks.append((target, callback))
+                self._urgent.set()
+                self._work.set()
+        if not waiting:
+            callback()
+
+    def _call_back(self, written: int) -> None:
+        """Run the callbacks waiting for commits up to `written`; the lock is not held."""
+        with self._lock:
+            due = [c for target, c in self._callbacks if target <= written]
+            self._callbacks = [(t, c) for t, c in self._callbacks if t > written]
+        for callback in due:
+            try:
+                callback()
+            except Exception:
+                log.exception("a callback after a commit to %s failed", self.path)
+
     def _run(self) -> None:
         """The writer thread: swap the queue out, commit it, repeat until closed."""
         while True:
@@ -279,9 +332,7 @@ class SqliteStore:
             failure = self._write(batch) if batch else None
             with self._lock:
                 self._inflight = {}
-                self._attempts = swap
                 if failure is None:
-                    self._written = swap
                     self._failure = None
                     for execution_id, tail in batch.items():
                         last = tail.events[-1]
@@ -292,10 +343,16 @@ class SqliteStore:
                 else:
                     self._failure = failure
                     self._requeue(batch)
+            if failure is None:
+                self._call_back(swap)  # before `flush` returns: its caller may expect them done
+            with self._lock:
+                self._attempts = swap
+                if failure is None:
+                    self._written = swap
                 self._stopped = stopping and (failure is not None or not self._pending)
                 self._done.notify_all()
-                if self._stopped:
-                    return
+            if self._stopped:
+                return
             if failure is not None:
                 time.sleep(min(1.0, self.flush_interval * 20))
 
@@ -304,8 +361,8 @@ class SqliteStore:
         for execution_id, tail in batch.items():
             newer = self._pending.get(execution_id)
             if newer is not None:
-                tail.events = coalesced(tail.events + newer.events)
-                tail.record, tail.limit = newer.record, newer.limit
+                newer.after(tail)
+                batch[execution_id] = newer
         self._pending = {**batch, **{k: v for k, v in self._pending.items() if k not in batch}}
         self._queued = sum(len(t.events) for t in self._pending.values())
         self._work.set()
@@ -329,7 +386,7 @@ class SqliteStore:
     def _commit(self, batch: dict[str, _Tail]) -> dict[str, Event | None]:
         """Encode the batch, then write it: one chunk and one record per execution."""
         chunks: list[tuple[str, int, int, bytes]] = []
-        records: list[tuple[str, str, str, float | None, bytes]] = []
+        records: list[tuple[str, str, str, float | None, bytes, str | None]] = []
         replaced: list[tuple[str, int]] = []
         lone: dict[str, Event | None] = {}
         for execution_id, tail in batch.items():
@@ -343,7 +400,16 @@ class SqliteStore:
                 record.finished_at.timestamp() if record.finished and record.finished_at else None
             )
             lone[execution_id] = events[0] if len(events) == 1 and not record.finished else None
-            records.append((execution_id, record.pipeline, record.status, finished, encode(record)))
+            records.append(
+                (
+                    execution_id,
+                    record.pipeline,
+                    record.status,
+                    finished,
+                    encode(record),
+                    record.idempotency_key,
+                )
+            )
         conn = self._writer
         with self._file_lock:
             try:
@@ -353,7 +419,7 @@ class SqliteStore:
                 )
                 conn.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?)", chunks)
                 conn.executemany(
-                    "INSERT INTO executions VALUES (?, ?, ?, ?, ?) ON CONFLICT (execution_id) "
+                    "INSERT INTO executions VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (execution_id) "
                     "DO UPDATE SET status = excluded.status, finished_at = excluded.finished_at, "
                     "record = excluded.record",
                     records,
@@ -404,17 +470,25 @@ class SqliteStore:
         """The ids of every execution with queued changes, and copies of the queued records
         that `wanted` accepts: reads take these instead of what the file holds."""
         with self._lock:
-            tails = {**self._inflight, **self._pending}
-            return set(tails), {
-                k: copy_record(t.record) for k, t in tails.items() if wanted(t.record)
+            shown = {k: self._visible(k) for k in {*self._inflight, *self._pending}}
+            return {k for k, r in shown.items() if r is not None}, {
+                k: copy_record(r) for k, r in shown.items() if r is not None and wanted(r)
             }
+
+    def _visible(self, execution_id: str) -> ExecutionRecord | None:
+        """The queued record readers may see (lock held); None: what the file holds."""
+        for tails in (self._pending, self._inflight):
+            tail = tails.get(execution_id)
+            if tail is not None and tail.visible is not None:
+                return tail.visible
+        return None
 
     def get(self, execution_id: str) -> ExecutionRecord | None:
         """The record, queued changes included: a fresh copy, or a shared finished one."""
         with self._lock:
-            tail = self._pending.get(execution_id) or self._inflight.get(execution_id)
-            if tail is not None:
-                return copy_record(tail.record)
+            visible = self._visible(execution_id)
+            if visible is not None:
+                return copy_record(visible)
             cached = self._finished.get(execution_id)
             if cached is not None:
                 self._finished.move_to_end(execution_id)
@@ -430,32 +504,36 @@ class SqliteStore:
                     self._finished.popitem(last=False)
         return record
 
+    def by_idempotency_key(self, key: str) -> ExecutionRecord | None:
+        """The record created with this idempotency key, queued or written."""
+        with self._lock:
+            queued = [
+                execution_id
+                for tails in (self._pending, self._inflight)
+                for execution_id, tail in tails.items()
+                if tail.record.idempotency_key == key
+            ]
+        if not queued:
+            rows = self._query(
+                "SELECT execution_id FROM executions WHERE idempotency_key = ? LIMIT 1", (key,)
+            )
+            queued = [rows[0][0]] if rows else []
+        return self.get(queued[0]) if queued else None
+
     def events(self, execution_id: str, after: int = 0) -> list[Event]:
-        """Written and queued events with `seq > after`, in order; lifecycle ones written first.
+        """Written and queued events with `seq > after`, in order, never waiting on the writer.
 
-        When the range holds a queued lifecycle event this waits for a flush, so it may
-        block (off the event loop, please) while the writer is busy or failing; if that
-        flush fails, it logs a warning and returns the queued events anyway, so a
-        lifecycle event in the result may not be committed yet.
+        A terminal event still waiting to be committed is left out: it is shown once
+        it is kept (`on_kept`), so nobody is told an ending a crash could take back.
         """
-        return self._events(execution_id, after, wait=True)
-
-    def _events(self, execution_id: str, after: int, wait: bool) -> list[Event]:
         with self._lock:
             queued = [
                 e
                 for tails in (self._inflight, self._pending)
                 if execution_id in tails
                 for e in tails[execution_id].events
-                if e.seq > after
+                if e.seq > after and not isinstance(e, TERMINAL_EVENTS)
             ]
-        if wait and any(isinstance(e, LIFECYCLE_EVENTS) for e in queued):
-            try:
-                self.flush()
-            except StoreError as exc:
-                log.warning("replaying events of %s that are not yet kept: %s", execution_id, exc)
-            else:
-                return self._events(execution_id, after, wait=False)
         rows = self._query(
             "SELECT data FROM events WHERE execution_id = ? AND last_seq > ? ORDER BY last_seq",
             (execution_id, after),
@@ -631,14 +709,20 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 
 def _take_lock(path: str) -> int:
-    """Own the store file for this process's lifetime: an exclusive flock on `PATH.lock`."""
+    """Own the store file for this process's lifetime: an exclusive flock on the file itself.
+
+    flock locks the file, not the name, so every way of naming it (a symlink, a hard
+    link) meets the same lock; SQLite's own locks are POSIX record locks, which
+    flock does not touch. The file is created empty if missing: SQLite takes an
+    empty file as a new database.
+    """
     directory = os.path.dirname(path)
     if os.path.isdir(path):
         raise StoreError(
             f"cannot open store {path}: it is a directory; name a file such as {path}/stepstream.db"
         )
     try:
-        fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except FileNotFoundError:
         raise StoreError(
             f"cannot open store {path}: the directory {directory} does not exist; "
@@ -649,8 +733,9 @@ def _take_lock(path: str) -> int:
             f"cannot open store {path}: {directory} is not a directory; choose another path"
         ) from None
     except PermissionError:
+        where = "on the file" if os.path.exists(path) else f"in {directory}"
         raise StoreError(
-            f"cannot open store {path}: permission denied in {directory}; "
+            f"cannot open store {path}: permission denied {where}; "
             "make it writable for this user or choose another path"
         ) from None
     except OSError as exc:
@@ -658,19 +743,32 @@ def _take_lock(path: str) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        owner = _flock_holder(fd)
         os.close(fd)
         holder = (
             "this process"
-            if owner == str(os.getpid())
-            else f"another stepstream process (pid {owner})"
+            if owner == os.getpid()
+            else f"another stepstream process (pid {owner or 'unknown'})"
         )
         raise StoreError(
             f"store {path} is in use by {holder}; stop it or point this one at another file"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _flock_holder(fd: int) -> int | None:
+    """The pid holding a flock on the file behind `fd`, as the kernel lists it in /proc/locks."""
+    stat = os.fstat(fd)
+    device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    try:
+        with open("/proc/locks") as locks:
+            for line in locks:
+                fields = line.split()
+                if "FLOCK" in fields and device in fields:
+                    return int(fields[fields.index(device) - 1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _open_writer(path: str) -> sqlite3.Connection:
@@ -725,11 +823,16 @@ def _check_schema(conn: sqlite3.Connection, path: str) -> None:
             f"cannot open store {path}: it is a SQLite database but not a stepstream store "
             f"(tables: {listed}); move it away or choose another path"
         )
-    if version != SCHEMA_VERSION:
+    if version > SCHEMA_VERSION or version not in (*MIGRATIONS, SCHEMA_VERSION):
         raise StoreError(
             f"cannot open store {path}: its schema version is {version}, this stepstream reads "
             f"version {SCHEMA_VERSION}; use the stepstream that wrote it or choose another path"
         )
+    for step in range(version, SCHEMA_VERSION):
+        conn.executescript(
+            f"BEGIN IMMEDIATE;\n{MIGRATIONS[step]}\nPRAGMA user_version = {step + 1};\nCOMMIT;"
+        )
+        log.info("store %s: schema migrated from version %d to %d", path, step, step + 1)
 
 
 @atexit.register

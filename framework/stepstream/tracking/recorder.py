@@ -14,6 +14,8 @@ set of live executions, which creation, ingestion and endings change.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -38,7 +40,7 @@ from ..model.events import (
 )
 from ..model.fold import apply_event, copy_record, status_of
 from ..model.ids import new_execution_id
-from ..model.values import jsonable
+from ..model.values import DEFAULT_MAX_OUTPUT_BYTES, Unstorable, bounded_outputs
 from .estimates import Estimate
 
 if TYPE_CHECKING:
@@ -49,6 +51,18 @@ if TYPE_CHECKING:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class LiveExecution:
@@ -62,6 +76,7 @@ class LiveExecution:
         "estimate",
         "items_done",
         "items_total",
+        "kept",
         "record",
     )
 
@@ -74,6 +89,7 @@ class LiveExecution:
         self.estimate: Estimate | None = None
         self.items_done: int | None = None
         self.items_total: int | None = None
+        self.kept: asyncio.Future[None] | None = None  # resolved once the ending is kept
 
     @property
     def execution_id(self) -> str:
@@ -81,13 +97,31 @@ class LiveExecution:
         return self.record.execution_id
 
     def emit(self, event: Event) -> None:
-        """The one path of every event: fold into the record, keep in the store, publish."""
+        """The one path of every event: fold into the record, keep in the store, publish.
+
+        A terminal event is published once the store has kept it (write, then tell),
+        so no client hears of an ending that a crash could take back.
+        """
         record = self.record
         apply_event(record, event)
         self._append(record, event)
-        self._publish(event)
         if isinstance(event, TERMINAL_EVENTS):
+            self._publish_once_kept(event)
+        else:
+            self._publish(event)
+
+    def _publish_once_kept(self, event: Event) -> None:
+        loop = _running_loop()
+        kept = self.kept = loop.create_future() if loop is not None else None
+
+        def publish() -> None:  # on the store's writer thread, or here if already kept
+            self._publish(event)
             self._recorder.retire(self)
+            if kept is not None:
+                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                    loop.call_soon_threadsafe(_resolve, kept)
+
+        self._recorder.store.on_kept(publish)
 
     def _progress(self, progress: ProgressSnapshot, step: StepState | None = None) -> None:
         """`emit` of a progress event made here: the per-step path, so no ending to check for."""
@@ -184,22 +218,29 @@ class LiveExecution:
         """Exactly one terminal event; returns the final record."""
         try:
             event = self._terminal_event(status, outputs, error)
+        except Unstorable as exc:  # this execution fails; the store and the others go on
+            event = self._failed(ErrorInfo(type="UnstorableOutputs", message=str(exc)))
         except Exception as exc:  # the record must end even if its outputs cannot
-            event = FailedEvent(
-                execution_id=self.record.execution_id,
-                seq=self.record.last_seq + 1,
-                finished_at=_now(),
-                error=ErrorInfo(
+            event = self._failed(
+                ErrorInfo(
                     type=type(exc).__qualname__,
                     message=f"the execution ended {status} but could not be recorded: {exc}",
-                ),
-                progress=self.record.progress,
+                )
             )
         self.emit(event)
         record = self.record
         if record.status == "completed":
             self._recorder.history.add(record)
         return record
+
+    def _failed(self, error: ErrorInfo) -> FailedEvent:
+        return FailedEvent(
+            execution_id=self.record.execution_id,
+            seq=self.record.last_seq + 1,
+            finished_at=_now(),
+            error=error,
+            progress=self.record.progress,
+        )
 
     def _terminal_event(self, status: Status, outputs: Any, error: ErrorInfo | None) -> Event:
         record = self.record
@@ -224,7 +265,7 @@ class LiveExecution:
                 seq=seq,
                 finished_at=finished_at,
                 progress=progress,
-                outputs=jsonable(outputs),
+                outputs=bounded_outputs(outputs, self._recorder.max_output_bytes),
             )
         if status == "failed":
             return FailedEvent(
@@ -247,29 +288,42 @@ class Recorder:
     """Keeps the live record of every unfinished execution this process produces or ingests."""
 
     def __init__(
-        self, store: ExecutionStore, broadcaster: Broadcaster, history: StepHistory
+        self,
+        store: ExecutionStore,
+        broadcaster: Broadcaster,
+        history: StepHistory,
+        max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
     ) -> None:
         self.store = store
         self.history = history
+        self.max_output_bytes = max_output_bytes
         self._broadcaster = broadcaster
         self._live: dict[str, LiveExecution] = {}
         self._lock = threading.RLock()  # retire runs inside ingest's hold
 
     def create(
-        self, pipeline: str, steps: list[tuple[str, float]], inputs: dict[str, Any]
+        self,
+        pipeline: str,
+        steps: list[tuple[str, float]],
+        inputs: dict[str, Any],
+        idempotency_key: str | None = None,
     ) -> LiveExecution:
-        """Record a new `pending` execution; if the store refuses it, nothing is left behind."""
+        """Record a new `pending` execution; if the store refuses it, nothing is left behind.
+
+        `inputs` must be JSON-ready builtins that encode (`model.values.storable`).
+        """
         record = ExecutionRecord(
             execution_id=new_execution_id(),
             pipeline=pipeline,
             status="pending",
             progress=None,
-            inputs=jsonable(inputs),
+            inputs=inputs,
             created_at=_now(),
             steps=[
                 StepState(name=name, index=i, status="pending", weight=weight)
                 for i, (name, weight) in enumerate(steps)
             ],
+            idempotency_key=idempotency_key,
         )
         with self._lock:
             live = self._adopt(record)
