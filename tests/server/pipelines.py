@@ -11,6 +11,7 @@ import threading
 import time
 
 import anyio
+
 from stepstream import Pipeline, Progress
 
 _gates: dict[str, threading.Event] = {}

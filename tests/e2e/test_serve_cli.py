@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from cli_support import ROOT, STARTUP, free_port, stepstream_command, wait_for_health
 
 
