@@ -2,56 +2,31 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import anyio
 import httpx
 import pytest
 import uvicorn
-from cli_support import WAIT
 from litestar import Litestar
-from stepstream import Engine
-from stepstream.stores import ExecutionStore
-from stepstream_server.app import create_app
-from stepstream_server.demo import DEMO_PIPELINES
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-PIPELINES_FILE = Path(__file__).with_name("pipelines.py")
+from stepstream import Engine
+from stepstream.stores import ExecutionStore
+from stepstream_server.app import create_app
+
+from cli_support import WAIT
+from server_support import make_engine, test_pipelines
+
 TERMINAL = ("completed", "failed", "cancelled")
-
-
-def _load_test_pipelines() -> ModuleType:
-    """Import tests/server/pipelines.py once, so tests and executions share its gates."""
-    name = "stepstream_server_test_pipelines"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, PIPELINES_FILE)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-test_pipelines = _load_test_pipelines()
-TEST_PIPELINES = [
-    test_pipelines.quick,
-    test_pipelines.held,
-    test_pipelines.held_async,
-    test_pipelines.failing,
-    test_pipelines.chatty,
-]
 
 
 @dataclass
@@ -238,14 +213,7 @@ def start_server() -> Iterator[Callable[..., RunningServer]]:
         **kwargs: Any,
     ) -> RunningServer:
         if engine is None:
-            engine = Engine(
-                store=store,
-                load_entrypoints=False,
-                max_concurrent=max_concurrent,
-                progress_interval=0.02,
-            )
-            for pipeline in [*DEMO_PIPELINES, *TEST_PIPELINES]:
-                engine.add_pipeline(pipeline)
+            engine = make_engine(store=store, max_concurrent=max_concurrent)
         app = create_app(engine, token=token, **kwargs)
         server, thread, port = _start(app)
         running = RunningServer(
