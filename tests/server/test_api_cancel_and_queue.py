@@ -26,6 +26,11 @@ async def test_cancel_while_running_ends_cancelled_and_ws_says_so(
         assert first["type"] == "status"
         if first["status"] == "pending":
             assert (await server.recv_json(ws))["type"] == "started"
+        # `started` comes before the first step begins; cancelled in between, it never would.
+        server.wait_until(
+            lambda: server.record(execution_id)["steps"][0]["status"] == "running",
+            "the first step to start",
+        )
         async with server.async_client() as client:
             response = await client.post(f"/api/v1/executions/{execution_id}/cancel")
         assert response.status_code == 202, response.text
