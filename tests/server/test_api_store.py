@@ -15,12 +15,15 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_support import WAIT
-from stepstream import Pipeline, StoreError, subscription
-from stepstream.events import Event, ExecutionRecord
-from stepstream.stores.memory import MemoryStore
 from websocket import WebSocket, create_connection
 from websockets.exceptions import ConnectionClosed
+
+from stepstream import Pipeline, Progress, StoreError, subscription
+from stepstream.events import Event, ExecutionRecord
+from stepstream.stores.memory import MemoryStore
+
+from cli_support import WAIT
+from server_support import test_pipelines
 
 
 class HeldStore(MemoryStore):
@@ -113,16 +116,29 @@ def test_a_slow_store_read_never_stalls_other_requests(
     assert execution_id in json.dumps(answer)
 
 
+stubborn = Pipeline("stubborn", description="Heeds a cancel only once its gate opens")
+
+
+@stubborn.step
+def hold_the_slot(gate_name: str, progress: Progress) -> None:
+    """Keep this execution's slot until the gate opens, cancelled or not; then stop if cancelled."""
+    test_pipelines.gate(gate_name).wait(WAIT)
+    progress.check()
+
+
 def test_a_submission_the_store_cannot_keep_is_503_and_cancelled(start_server: Any) -> None:
     store = FailingStore()
     server = start_server(store=store, max_concurrent=1)
+    server.engine.add_pipeline(stubborn)
     store.full = True
     gate = server.new_gate()
     with server.client() as client:
         first = client.post(
-            "/api/v1/executions", json={"pipeline": "held", "inputs": {"gate_name": gate}}
+            "/api/v1/executions", json={"pipeline": "stubborn", "inputs": {"gate_name": gate}}
         )
         second = client.post("/api/v1/executions", json={"pipeline": "quick"})
+    # Cancelled, the first still held the only slot until now, so the second was queued.
+    server.open_gate(gate)
     for response in (first, second):
         body = server.problem(response, 503)
         assert body["type"] == "store-unavailable"
@@ -181,10 +197,19 @@ async def test_a_watcher_too_far_behind_is_closed_1008_and_told_to_resync(
     await server.wait_until_async(
         lambda: engine.tracker.subscriber_count() == 0, "the watcher's subscription to be freed"
     )
+
+    def listed() -> list[dict[str, Any]]:
+        with server.client() as client:
+            return client.get("/api/v1/executions", params={"limit": 100}).json()["items"]
+
+    # The burst may still be running here, and its events would overflow a new watch's
+    # 50-item buffer too: let it end first.
+    server.wait_until(
+        lambda: all(r["status"] == "completed" for r in listed()),
+        "the burst's executions to finish",
+    )
     # The client resyncs: every execution is listed, and a new watch works.
-    with server.client() as client:
-        listed = client.get("/api/v1/executions", params={"limit": 100}).json()["items"]
-    assert len(listed) == 61
+    assert len(listed()) == 61
     async with server.ws("/api/v1/executions/ws") as ws:
         server.submit("noop")
         assert (await server.recv_json(ws))["type"] == "status"
