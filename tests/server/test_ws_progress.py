@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
+
 from cli_support import assert_matches_log
-from websocket import create_connection
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -218,24 +217,6 @@ async def test_resume_while_running_has_no_gaps_and_no_duplicates(start_server: 
     assert received == sorted(set(received)), "an event was delivered twice or out of order"
     lifecycle = {e["seq"] for e in log if e["type"] != "progress"} - {1}
     assert lifecycle <= set(received)
-
-
-def test_the_seeds_websocket_client_example_works(server: Any) -> None:
-    execution_id = server.submit("quick", items=8)["execution_id"]
-    ws = create_connection(
-        f"{server.ws_url}/api/v1/executions/{execution_id}/progress/ws", timeout=20
-    )
-    seen = []
-    while True:
-        data = json.loads(ws.recv())
-        seen.append(data["type"])
-        if data["type"] == "progress":
-            assert 0.0 <= data["progress"]["percentage"] <= 100.0
-        elif data["type"] in ["completed", "failed", "cancelled"]:
-            break
-    ws.close()
-    assert seen[0] == "status"
-    assert seen[-1] == "completed"
 
 
 def _status_at(log: list[dict[str, Any]], after: int) -> str:
