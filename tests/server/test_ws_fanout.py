@@ -18,14 +18,14 @@ pytestmark = pytest.mark.anyio
 
 async def test_a_hundred_subscribers_all_receive_the_terminal_message(server: Any) -> None:
     gate = server.new_gate()
-    execution_id = server.submit("held", gate_name=gate)["execution_id"]
-    server.wait_for(execution_id, "running")
+    execution_id = (await server.submit("held", gate_name=gate))["execution_id"]
+    await server.wait_for(execution_id, "running")
     ready = 0
     all_ready = asyncio.Event()
 
-    async def monitor() -> tuple[list[dict[str, Any]], int | None]:
+    async def monitor() -> tuple[list[dict[str, Any]], int]:
         nonlocal ready
-        async with server.progress_ws(execution_id, open_timeout=60) as ws:
+        async with server.progress_ws(execution_id) as ws:
             status = await server.recv_json(ws, timeout=60)
             ready += 1
             if ready == SUBSCRIBERS:
@@ -42,19 +42,17 @@ async def test_a_hundred_subscribers_all_receive_the_terminal_message(server: An
         if everyone in done:
             everyone.result()  # a subscriber failed before all were connected: show why
         assert connected in done, f"only {ready} of {SUBSCRIBERS} subscribers got their status"
-        assert server.engine.tracker.subscriber_count(execution_id) == SUBSCRIBERS
+        assert server.subscribers(execution_id) == SUBSCRIBERS
         server.open_gate(gate)
         results = await everyone
     finally:
         everyone.cancel()
         connected.cancel()
-    final = server.events(execution_id)[-1]
+    final = (await server.events(execution_id))[-1]
     assert final["type"] == "completed"
     for messages, code in results:
         assert code == 1000
         assert messages[0]["type"] == "status"
         assert messages[-1] == final
         assert [m["type"] for m in messages].count("completed") == 1
-    await server.wait_until_async(
-        lambda: server.engine.tracker.subscriber_count(execution_id) == 0, "subscriptions to end"
-    )
+    await server.wait_until(lambda: server.subscribers(execution_id) == 0, "subscriptions to end")
