@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
 from plugin_support import TEST_PLUGIN, install_test_plugin
 
 

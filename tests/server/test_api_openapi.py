@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
+pytestmark = pytest.mark.anyio
+
 ROUTES = {
     ("post", "/api/v1/executions"),
     ("get", "/api/v1/executions"),
@@ -40,9 +44,8 @@ def refs(node: Any) -> list[str]:
     return []
 
 
-def test_openapi_document_is_3_1_and_lists_every_route(server: Any) -> None:
-    with server.client() as client:
-        response = client.get("/schema/openapi.json")
+async def test_openapi_document_is_3_1_and_lists_every_route(server: Any) -> None:
+    response = await server.http.get("/schema/openapi.json")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/")
     document = response.json()
@@ -69,9 +72,8 @@ def test_openapi_document_is_3_1_and_lists_every_route(server: Any) -> None:
         resolve(document, ref)
 
 
-def test_openapi_describes_the_documented_status_codes(server: Any) -> None:
-    with server.client() as client:
-        paths = client.get("/schema/openapi.json").json()["paths"]
+async def test_openapi_describes_the_documented_status_codes(server: Any) -> None:
+    paths = (await server.http.get("/schema/openapi.json")).json()["paths"]
     normalised = {re.sub(r"\{[^}]+\}", "{}", p.rstrip("/")): item for p, item in paths.items()}
     expected = {
         ("post", "/api/v1/executions"): {"202", "400", "404", "422", "503"},

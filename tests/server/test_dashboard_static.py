@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -19,20 +18,23 @@ FILES = sorted(p.relative_to(STATIC).as_posix() for p in STATIC.rglob("*") if p.
 URL = re.compile(r"""(?:https?|wss?)://[^\s"'`<>)]*""", re.IGNORECASE)
 
 
+pytestmark = pytest.mark.anyio
+
+
 @pytest.fixture
-def secured(start_server: Any) -> Any:
-    return start_server(token=TOKEN)
+async def secured(start_server: Any) -> Any:
+    return await start_server(token=TOKEN)
 
 
-def test_the_package_ships_the_dashboard() -> None:
+async def test_the_package_ships_the_dashboard() -> None:
     assert {"index.html", "app.js", "stepstream.js", "dashboard.css"} <= set(FILES)
 
 
 @pytest.mark.parametrize("path", ["/", *(f"/static/{name}" for name in FILES)])
-def test_the_page_and_its_files_need_no_token(secured: Any, path: str) -> None:
-    with secured.client(auth=False) as client:
-        response = client.get(path)
-        head = client.head(path) if path != "/" else None
+async def test_the_page_and_its_files_need_no_token(secured: Any, path: str) -> None:
+    async with secured.client(auth=False) as client:
+        response = await client.get(path)
+        head = await client.head(path) if path != "/" else None
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-cache"
     if head is not None:
@@ -46,9 +48,8 @@ def test_the_page_and_its_files_need_no_token(secured: Any, path: str) -> None:
         assert kind.startswith("text/html")
 
 
-def test_the_page_tells_the_browser_to_load_nothing_from_elsewhere(server: Any) -> None:
-    with server.client() as client:
-        policy = client.get("/").headers["content-security-policy"]
+async def test_the_page_tells_the_browser_to_load_nothing_from_elsewhere(server: Any) -> None:
+    policy = (await server.http.get("/")).headers["content-security-policy"]
     directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
     assert directives["default-src"] == "'self'"
     assert directives["connect-src"] == "'self'"
@@ -74,27 +75,26 @@ def test_the_page_tells_the_browser_to_load_nothing_from_elsewhere(server: Any) 
         ("GET", "/index.html"),
     ],
 )
-def test_everything_else_still_needs_the_token(secured: Any, method: str, path: str) -> None:
-    with secured.client(auth=False) as client:
+async def test_everything_else_still_needs_the_token(secured: Any, method: str, path: str) -> None:
+    async with secured.client(auth=False) as client:
         # Sent as written: no client-side normalisation of '..' segments.
-        request = client.build_request(method, secured.base_url)
+        request = client.build_request(method, "/")
         request.url = request.url.copy_with(raw_path=path.encode())
-        response = client.send(request)
+        response = await client.send(request)
     secured.problem(response, 401)
 
 
-def test_a_missing_file_is_a_problem_not_a_page(secured: Any) -> None:
-    with secured.client(auth=False) as client:
-        response = client.get("/static/nope.js")
+async def test_a_missing_file_is_a_problem_not_a_page(secured: Any) -> None:
+    async with secured.client(auth=False) as client:
+        response = await client.get("/static/nope.js")
     secured.problem(response, 404)
 
 
-def test_the_static_router_never_serves_outside_its_folder(server: Any) -> None:
+async def test_the_static_router_never_serves_outside_its_folder(server: Any) -> None:
     """With the token, the auth wrapper lets '..' through: the file router must refuse it."""
-    with server.client() as client:
-        request = client.build_request("GET", server.base_url)
-        request.url = request.url.copy_with(raw_path=b"/static/../__init__.py")
-        response = client.send(request)
+    request = server.http.build_request("GET", "/")
+    request.url = request.url.copy_with(raw_path=b"/static/../__init__.py")
+    response = await server.http.send(request)
     assert response.status_code == 404
     assert "STATIC" not in response.text
 
@@ -103,37 +103,34 @@ def _hosts(text: str) -> set[str]:
     return {urlsplit(url).netloc for url in URL.findall(text)}
 
 
-def test_nothing_served_names_another_host(server: Any) -> None:
+async def test_nothing_served_names_another_host(server: Any) -> None:
     """No CDN, no fonts, no analytics: every URL in what a browser loads stays on this server."""
-    own = urlsplit(server.base_url).netloc
+    own = server.http.base_url.netloc.decode()
     pages = ["/", "/schema", *(f"/static/{name}" for name in FILES)]
-    with server.client() as client:
-        found = {path: _hosts(client.get(path).text) - {own} for path in pages}
-        openapi = client.get("/schema/openapi.json")
+    found = {path: _hosts((await server.http.get(path)).text) - {own} for path in pages}
+    openapi = await server.http.get("/schema/openapi.json")
     assert not {path: hosts for path, hosts in found.items() if hosts}
     assert openapi.status_code == 200 and openapi.json()["openapi"].startswith("3.")
 
 
-def test_the_schema_page_links_the_documents_and_no_ui_from_a_cdn(server: Any) -> None:
-    with server.client() as client:
-        page = client.get("/schema")
-        yaml = client.get("/schema/openapi.yaml")
-        for ui in ("/schema/swagger", "/schema/redoc", "/schema/rapidoc", "/schema/elements"):
-            server.problem(client.get(ui), 404)
+async def test_the_schema_page_links_the_documents_and_no_ui_from_a_cdn(server: Any) -> None:
+    page = await server.http.get("/schema")
+    yaml = await server.http.get("/schema/openapi.yaml")
+    for ui in ("/schema/swagger", "/schema/redoc", "/schema/rapidoc", "/schema/elements"):
+        server.problem(await server.http.get(ui), 404)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'href="/schema/openapi.json"' in page.text
     assert yaml.status_code == 200 and "openapi:" in yaml.text
 
 
-def test_the_files_are_the_ones_in_the_package(server: Any) -> None:
-    with server.client() as client:
-        for name in FILES:
-            assert client.get(f"/static/{name}").content == (STATIC / name).read_bytes(), name
-        assert client.get("/").content == Path(STATIC / "index.html").read_bytes()
+async def test_the_files_are_the_ones_in_the_package(server: Any) -> None:
+    for name in FILES:
+        content = (await server.http.get(f"/static/{name}")).content
+        assert content == (STATIC / name).read_bytes(), name
+    assert (await server.http.get("/")).content == Path(STATIC / "index.html").read_bytes()
 
 
-@pytest.mark.skipif(shutil.which("uv") is None, reason="needs uv to build the wheel")
-def test_the_wheel_carries_every_static_file(tmp_path: Path) -> None:
+async def test_the_wheel_carries_every_static_file(tmp_path: Path) -> None:
     server_project = Path(__file__).resolve().parents[2] / "server"
     subprocess.run(
         ["uv", "build", "--wheel", str(server_project), "-o", str(tmp_path), "-q"],

@@ -13,6 +13,8 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from stepstream import Engine, hookimpl
 
+pytestmark = pytest.mark.anyio
+
 
 @get("/plugin/count")
 async def count_executions(engine: NamedDependency[Engine]) -> dict[str, int]:
@@ -70,33 +72,32 @@ def _engine(*plugins: object) -> Engine:
     return engine
 
 
-def test_a_plugin_adds_routes_that_get_the_engine_and_wraps_the_app(start_server: Any) -> None:
-    server = start_server(_engine(ServerPlugin()))
-    with server.client() as client:
-        response = client.get("/plugin/count")
-        assert response.status_code == 200, response.text
-        assert response.json() == {"executions": 0}
-        assert response.headers["x-wrapped"] == "yes"
-        assert client.get("/health").headers["x-wrapped"] == "yes"
+async def test_a_plugin_adds_routes_that_get_the_engine_and_wraps_the_app(
+    start_server: Any,
+) -> None:
+    server = await start_server(engine=_engine(ServerPlugin()))
+    response = await server.http.get("/plugin/count")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"executions": 0}
+    assert response.headers["x-wrapped"] == "yes"
+    assert (await server.http.get("/health")).headers["x-wrapped"] == "yes"
 
 
-def test_plugin_routes_are_behind_the_token_unless_marked_public(start_server: Any) -> None:
-    server = start_server(_engine(ServerPlugin()), token="s3cret")
-    with server.client(auth=False) as client:
-        assert client.get("/plugin/count").status_code == 401
-        assert client.get("/plugin/public").json() == {"hello": "world"}
-    with server.client() as client:
-        assert client.get("/plugin/count").status_code == 200
+async def test_plugin_routes_are_behind_the_token_unless_marked_public(start_server: Any) -> None:
+    server = await start_server(engine=_engine(ServerPlugin()), token="s3cret")
+    async with server.client(auth=False) as client:
+        assert (await client.get("/plugin/count")).status_code == 401
+        assert (await client.get("/plugin/public")).json() == {"hello": "world"}
+    assert (await server.http.get("/plugin/count")).status_code == 200
 
 
-def test_a_broken_server_plugin_is_logged_and_left_out(
+async def test_a_broken_server_plugin_is_logged_and_left_out(
     start_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.ERROR):
-        server = start_server(_engine(BrokenServerPlugin(), ServerPlugin()))
-    with server.client() as client:
-        response = client.get("/plugin/count")
-        assert response.status_code == 200
-        assert response.headers["x-wrapped"] == "yes"
+        server = await start_server(engine=_engine(BrokenServerPlugin(), ServerPlugin()))
+    response = await server.http.get("/plugin/count")
+    assert response.status_code == 200
+    assert response.headers["x-wrapped"] == "yes"
     assert "raised in hook register_routes" in caplog.text
     assert "asgi_wrapper returned cannot be used" in caplog.text

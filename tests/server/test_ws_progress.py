@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-from websocket import create_connection
 
 from cli_support import assert_matches_log
+
+pytestmark = pytest.mark.anyio
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -23,14 +23,13 @@ def check_stream(messages: list[dict[str, Any]], execution_id: str) -> None:
     assert messages[-1]["type"] in TERMINAL
 
 
-@pytest.mark.anyio
 async def test_running_execution_streams_status_started_progress_terminal(
     start_server: Any,
 ) -> None:
-    server = start_server(max_concurrent=1)
+    server = await start_server(max_concurrent=1)
     gate = server.new_gate()
-    server.submit("held", gate_name=gate)
-    execution_id = server.submit("quick", items=6)["execution_id"]
+    await server.submit("held", gate_name=gate)
+    execution_id = (await server.submit("quick", items=6))["execution_id"]
     async with server.progress_ws(execution_id) as ws:
         status = await server.recv_json(ws)
         assert isinstance(status.pop("seq"), int)
@@ -54,16 +53,15 @@ async def test_running_execution_streams_status_started_progress_terminal(
     completed = messages[-1]
     assert completed["outputs"] == {"total": 12}
     assert completed["progress"]["percentage"] == 100.0
-    log = server.events(execution_id)
+    log = await server.events(execution_id)
     assert_matches_log(messages, log, after=1)
     assert completed == log[-1]
 
 
-@pytest.mark.anyio
 async def test_status_of_a_running_execution_carries_its_progress(server: Any) -> None:
     gate = server.new_gate()
-    execution_id = server.submit("held", gate_name=gate)["execution_id"]
-    server.wait_for(execution_id, "running")
+    execution_id = (await server.submit("held", gate_name=gate))["execution_id"]
+    await server.wait_for(execution_id, "running")
     async with server.progress_ws(execution_id) as ws:
         status = await server.recv_json(ws)
         assert status["type"] == "status"
@@ -78,18 +76,17 @@ async def test_status_of_a_running_execution_carries_its_progress(server: Any) -
     assert code == 1000
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(("pipeline", "terminal"), [("quick", "completed"), ("failing", "failed")])
 async def test_finished_execution_gives_status_then_terminal_then_1000(
     server: Any, pipeline: str, terminal: str
 ) -> None:
-    record = server.wait_for(server.submit(pipeline)["execution_id"])
+    record = await server.finished(pipeline)
     async with server.progress_ws(record["execution_id"]) as ws:
         messages, code = await server.read_to_close(ws)
     assert code == 1000
     assert [m["type"] for m in messages] == ["status", terminal]
     assert messages[0]["status"] == terminal
-    assert messages[1] == server.events(record["execution_id"])[-1]
+    assert messages[1] == (await server.events(record["execution_id"]))[-1]
     if terminal == "completed":
         assert messages[1]["outputs"] == {"total": 10}
     else:
@@ -98,9 +95,8 @@ async def test_finished_execution_gives_status_then_terminal_then_1000(
         assert messages[1]["error"]["message"] == "cannot handle 3"
 
 
-@pytest.mark.anyio
 async def test_failing_execution_streams_failed_with_error(server: Any) -> None:
-    failing = server.submit("failing", n=9)["execution_id"]
+    failing = (await server.submit("failing", n=9))["execution_id"]
     async with server.progress_ws(failing) as ws:
         messages, code = await server.read_to_close(ws)
     check_stream(messages, failing)
@@ -110,21 +106,19 @@ async def test_failing_execution_streams_failed_with_error(server: Any) -> None:
     assert code == 1000
 
 
-@pytest.mark.anyio
 async def test_cancelled_execution_replays_cancelled(server: Any) -> None:
     gate = server.new_gate()
-    execution_id = server.submit("held", gate_name=gate)["execution_id"]
-    server.wait_for(execution_id, "running")
-    with server.client() as client:
-        assert client.post(f"/api/v1/executions/{execution_id}/cancel").status_code == 202
-    server.wait_for(execution_id)
+    execution_id = (await server.submit("held", gate_name=gate))["execution_id"]
+    await server.wait_for(execution_id, "running")
+    response = await server.http.post(f"/api/v1/executions/{execution_id}/cancel")
+    assert response.status_code == 202
+    await server.wait_for(execution_id)
     async with server.progress_ws(execution_id) as ws:
         messages, code = await server.read_to_close(ws)
     assert [m["type"] for m in messages] == ["status", "cancelled"]
     assert code == 1000
 
 
-@pytest.mark.anyio
 async def test_unknown_execution_gets_error_then_4404(server: Any) -> None:
     async with server.progress_ws("nope") as ws:
         messages, code = await server.read_to_close(ws)
@@ -137,10 +131,9 @@ async def test_unknown_execution_gets_error_then_4404(server: Any) -> None:
     assert "nope" in error["message"]
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize("after", ["soon", "1.5", ""])
 async def test_bad_after_gets_error_then_4400(server: Any, after: str) -> None:
-    execution_id = server.submit("quick", items=1)["execution_id"]
+    execution_id = (await server.submit("quick", items=1))["execution_id"]
     async with server.progress_ws(execution_id, f"?after={after}") as ws:
         messages, code = await server.read_to_close(ws)
     assert code == 4400
@@ -148,11 +141,9 @@ async def test_bad_after_gets_error_then_4400(server: Any, after: str) -> None:
     assert "after" in messages[0]["message"]
 
 
-@pytest.mark.anyio
 async def test_resume_after_a_finished_run_replays_exactly_the_missing_events(server: Any) -> None:
-    record = server.wait_for(server.submit("quick", items=4)["execution_id"])
-    execution_id = record["execution_id"]
-    log = server.events(execution_id)
+    execution_id = (await server.finished("quick", items=4))["execution_id"]
+    log = await server.events(execution_id)
     for after in sorted({0, 1, 3, *(e["seq"] for e in log[-3:-1])}):
         async with server.progress_ws(execution_id, f"?after={after}") as ws:
             messages, code = await server.read_to_close(ws)
@@ -163,17 +154,16 @@ async def test_resume_after_a_finished_run_replays_exactly_the_missing_events(se
         percentages = [m["progress"]["percentage"] for m in messages if m.get("progress")]
         assert percentages == sorted(percentages), f"after={after}: {percentages}"
         assert messages[1:] == [e for e in log if e["seq"] > after], f"after={after}"
-        assert messages[1:] == server.events(execution_id, after=after)
+        assert messages[1:] == await server.events(execution_id, after=after)
         check_stream(messages, execution_id)
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize("beyond", [0, 1, 50])
 async def test_resume_past_the_end_of_a_finished_run_gets_status_and_close(
     server: Any, beyond: int
 ) -> None:
     """A client that already saw the terminal event must not be left hanging on an open socket."""
-    record = server.wait_for(server.submit("quick", items=2)["execution_id"])
+    record = await server.finished("quick", items=2)
     after = record["last_seq"] + beyond
     async with server.progress_ws(record["execution_id"], f"?after={after}") as ws:
         messages, code = await server.read_to_close(ws, timeout=5)
@@ -182,12 +172,11 @@ async def test_resume_past_the_end_of_a_finished_run_gets_status_and_close(
     assert code == 1000
 
 
-@pytest.mark.anyio
 async def test_resume_while_running_has_no_gaps_and_no_duplicates(start_server: Any) -> None:
-    server = start_server(max_concurrent=1)
+    server = await start_server(max_concurrent=1)
     blocker, gate = server.new_gate(), server.new_gate()
-    server.submit("held", gate_name=blocker)
-    execution_id = server.submit("held", gate_name=gate)["execution_id"]
+    await server.submit("held", gate_name=blocker)
+    execution_id = (await server.submit("held", gate_name=gate))["execution_id"]
 
     async with server.progress_ws(execution_id) as ws:
         first_part = [await server.recv_json(ws)]
@@ -198,11 +187,12 @@ async def test_resume_while_running_has_no_gaps_and_no_duplicates(start_server: 
     resume_from = first_part[-1]["seq"]
 
     # The held step reports its total once, then nothing until its gate opens: a stable log.
-    server.wait_until(
-        lambda: (server.record(execution_id)["progress"] or {}).get("items_total") == 1,
-        "the held step to report its total",
-    )
-    missed = server.events(execution_id, after=resume_from)
+    async def total_reported() -> bool:
+        progress = (await server.record(execution_id))["progress"] or {}
+        return progress.get("items_total") == 1
+
+    await server.wait_until(total_reported, "the held step to report its total")
+    missed = await server.events(execution_id, after=resume_from)
     assert missed, "nothing was missed, so nothing would be replayed"
     async with server.progress_ws(execution_id, f"?after={resume_from}") as ws:
         status = await server.recv_json(ws)
@@ -212,31 +202,13 @@ async def test_resume_while_running_has_no_gaps_and_no_duplicates(start_server: 
     assert code == 1000
 
     assert second_part[: len(missed)] == missed, "the replay is not the log after `after`"
-    log = server.events(execution_id)
+    log = await server.events(execution_id)
     assert_matches_log(second_part, log, after=resume_from)
     assert second_part[-1]["type"] == "completed" and second_part[-1] == log[-1]
     received = [m["seq"] for m in first_part[1:]] + [m["seq"] for m in second_part]
     assert received == sorted(set(received)), "an event was delivered twice or out of order"
     lifecycle = {e["seq"] for e in log if e["type"] != "progress"} - {1}
     assert lifecycle <= set(received)
-
-
-def test_the_seeds_websocket_client_example_works(server: Any) -> None:
-    execution_id = server.submit("quick", items=8)["execution_id"]
-    ws = create_connection(
-        f"{server.ws_url}/api/v1/executions/{execution_id}/progress/ws", timeout=20
-    )
-    seen = []
-    while True:
-        data = json.loads(ws.recv())
-        seen.append(data["type"])
-        if data["type"] == "progress":
-            assert 0.0 <= data["progress"]["percentage"] <= 100.0
-        elif data["type"] in ["completed", "failed", "cancelled"]:
-            break
-    ws.close()
-    assert seen[0] == "status"
-    assert seen[-1] == "completed"
 
 
 def _status_at(log: list[dict[str, Any]], after: int) -> str:
