@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -175,3 +177,73 @@ def test_ctrl_c_cancels_the_running_step_cleanly_and_exits_130(
     assert lines[0] == "started"
     assert lines[1].startswith(how)
     assert lines[-1] == "finally"
+
+
+def test_ctrl_c_during_a_deaf_step_says_at_once_what_happens_and_a_second_quits(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "marker.txt"
+    process = subprocess.Popen(
+        [*stepstream_command(), "run", f"{SLOW}:deaf", "-i", f"marker={marker}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")))
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not (marker.exists() and marker.read_text().startswith("started")):
+            assert process.poll() is None
+            assert time.monotonic() < deadline, "the step never started"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        while not any("cancel requested" in line for line in lines):
+            assert process.poll() is None, lines
+            assert time.monotonic() < deadline, f"nothing said after Ctrl-C: {lines}"
+            time.sleep(0.02)
+        assert any("Ctrl-C again to quit now" in line for line in lines), lines
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(10)
+    assert any("interrupted again: quitting now" in line for line in lines), lines
+    assert not any("Traceback" in line for line in lines)
+
+
+def test_an_input_given_twice_is_an_error_not_a_silent_choice(cli) -> None:
+    result = cli("run", f"{TWO}:second", "-i", "word=ab", "-i", "word=cd")
+    assert result.returncode == 2
+    assert "'word' is given twice; give each input once" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_abandons_a_deaf_step_after_the_grace_period_and_exits_130(tmp_path: Path) -> None:
+    marker = tmp_path / "marker.txt"
+    process = subprocess.Popen(
+        [*stepstream_command(), "run", f"{SLOW}:deaf", "-i", f"marker={marker}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "STEPSTREAM_CANCEL_GRACE": "0.5"},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (marker.exists() and marker.read_text().startswith("started")):
+            assert process.poll() is None
+            assert time.monotonic() < deadline, "the step never started"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)  # the step itself sleeps 60 s
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "abandoned" in stderr and "exiting without waiting" in stderr

@@ -448,3 +448,22 @@ def test_a_bad_keep_value_is_a_usage_error(tmp_path: Path, keep: str, reason: st
     assert "Traceback" not in result.stderr
     assert f"Error: Invalid value for '--keep': {reason}" in result.stderr.splitlines()
     assert not (tmp_path / "stepstream.db").exists()
+
+
+def test_killed_the_moment_a_client_hears_completed_the_execution_stays_completed(
+    serve: Callable[..., Server],
+) -> None:
+    """Write, then tell: a client told `completed` is never contradicted by a restart."""
+    server = serve()
+    for round_ in range(3):
+        execution_id = server.submit(items=1, pause=0.001)
+        with server.ws(execution_id) as ws:
+            while (message := json.loads(ws.recv(timeout=WAIT)))["type"] != "completed":
+                assert message["type"] not in ("failed", "cancelled"), message
+            server.kill()  # within microseconds of hearing it, before anything else runs
+        server = serve(port=server.port)
+        record = server.record(execution_id)
+        assert record["status"] == "completed", (round_, record)
+        assert record["outputs"] == {"items": 3}
+        assert [e["type"] for e in server.events(execution_id)][-1] == "completed"
+    assert server.stop() == 0

@@ -1161,3 +1161,75 @@ def test_a_store_written_by_the_first_schema_is_migrated_and_keeps_its_execution
     assert reopened.by_idempotency_key("k") == keyed
     version = sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0]
     assert version == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink", "dotdot"])
+def test_every_name_of_the_file_meets_the_same_lock(
+    db: Path, opened: Callable[..., SqliteStore], link: str
+) -> None:
+    opened()
+    other = db.with_name(f"{link}.db")
+    if link == "symlink":
+        other.symlink_to(db)
+    elif link == "hardlink":
+        os.link(db, other)
+    else:
+        (db.parent / "sub").mkdir()
+        other = db.parent / "sub" / ".." / db.name
+    with pytest.raises(StoreError, match=r"is in use by this process; stop it"):
+        SqliteStore(other)
+
+
+class HeldCommits(SqliteStore):
+    """A SQLite store whose commits of an ending wait until the test lets them through."""
+
+    def __init__(self, path: Path, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.hold = threading.Event()
+        self.ended = threading.Event()  # the engine has appended an ending
+
+    def append(self, record: ExecutionRecord, event: Event) -> None:
+        super().append(record, event)
+        if type(event) is CompletedEvent:
+            self.ended.set()
+
+    def _commit(self, batch: dict[str, Any]) -> dict[str, Event | None]:
+        if any(type(e) is CompletedEvent for tail in batch.values() for e in tail.events):
+            self.hold.wait(20)
+        return super()._commit(batch)
+
+
+@pytest.mark.anyio
+async def test_nobody_hears_of_an_ending_before_it_is_written(db: Path) -> None:
+    store = HeldCommits(db)
+    quick = Pipeline("quick-end")
+
+    @quick.step
+    def only() -> int:
+        return 7
+
+    try:
+        async with Engine(store=store, load_entrypoints=False) as engine:
+            execution_id = engine.submit(quick).execution_id
+            async with engine.subscribe(execution_id) as events:
+                assert await anyio.to_thread.run_sync(store.ended.wait, 20)  # recorded ...
+                seen: list[str] = []
+                with anyio.move_on_after(0.3):
+                    async for event in events:
+                        seen.append(event.__struct_config__.tag)
+                assert "completed" not in seen  # ... but nobody was told: it is not written
+                assert engine.get(execution_id).status == "running"
+                assert not isinstance(engine.events(execution_id)[-1], CompletedEvent)
+                store.hold.set()
+                with anyio.fail_after(20):
+                    async for event in events:
+                        seen.append(event.__struct_config__.tag)
+                assert seen[-1] == "completed"
+            record = await engine.wait(execution_id)
+        assert record.status == "completed" and record.outputs == 7
+    finally:
+        store.hold.set()
+        store.close()
+    reopened = SqliteStore(db)
+    assert reopened.get(execution_id).status == "completed"  # type: ignore[union-attr]
+    reopened.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from rich.console import Console
 from ..errors import InputError, PipelineDefinitionError
 from ..hookspecs import hookimpl
 from ..runtime.engine import Engine
+from ..runtime.jobs import DEFAULT_GRACE
 from .console import ConsoleReporter
 from .loader import LoadError, load_pipeline
 from .signals import EXIT_INTERRUPTED, cancel_on_interrupt
@@ -52,10 +54,16 @@ def _parse_inputs(pairs: tuple[str, ...], inputs_json: str | None) -> dict[str, 
                 "must be a JSON object, e.g. '{\"rows\": 100}'", param_hint="'--inputs-json'"
             )
         inputs.update(loaded)
+    given: set[str] = set()
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="'-i'")
+        if key in given:
+            raise click.BadParameter(
+                f"{key!r} is given twice; give each input once", param_hint="'-i'"
+            )
+        given.add(key)
         try:
             inputs[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -79,6 +87,16 @@ def _parse_inputs(pairs: tuple[str, ...], inputs_json: str | None) -> dict[str, 
 @click.option(
     "--traceback", "show_traceback", is_flag=True, help="Show the failed step's traceback."
 )
+@click.option(
+    "--cancel-grace",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_GRACE,
+    show_default=True,
+    envvar="STEPSTREAM_CANCEL_GRACE",
+    metavar="SECONDS",
+    help="After Ctrl-C, how long a sync step that makes no Progress call may run on "
+    "before it is abandoned.",
+)
 @click.pass_obj
 def run(
     plugins: PluginManager,
@@ -86,6 +104,7 @@ def run(
     pairs: tuple[str, ...],
     inputs_json: str | None,
     show_traceback: bool,
+    cancel_grace: float,
 ) -> None:
     """Run a pipeline: TARGET is FILE.py:pipeline or module:pipeline."""
     try:
@@ -94,13 +113,23 @@ def run(
     except (LoadError, PipelineDefinitionError) as exc:
         raise click.ClickException(str(exc)) from None
     console = Console(stderr=True)
-    engine = Engine(plugins=plugins)
+    engine = Engine(plugins=plugins, cancel_grace=cancel_grace)
 
     async def main() -> int:
         job = engine.create(pipeline, inputs)
+
+        def cancel() -> None:
+            console.print(
+                "[yellow]cancel requested[/]: the running step stops at its next progress "
+                "call (Ctrl-C again to quit now)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            job.cancel()
+
         with ConsoleReporter(engine, console) as reporter:
             async with anyio.create_task_group() as tg:
-                await tg.start(cancel_on_interrupt, job.cancel)
+                await tg.start(cancel_on_interrupt, cancel)
                 async with anyio.create_task_group() as drawing:  # ends once the bar is final
                     drawing.start_soon(reporter.follow, job.execution_id)
                     status, error = await engine.execute(job)
@@ -110,7 +139,8 @@ def run(
             click.echo(json.dumps(record.outputs, indent=2, default=repr))
             return 0
         if status == "cancelled":
-            console.print("[yellow]cancelled[/]")
+            why = f": {error.message}" if error else ""
+            console.print(f"[yellow]cancelled[/]{why}", highlight=False, soft_wrap=True)
             return EXIT_INTERRUPTED
         assert error is not None
         if show_traceback and error.traceback:
@@ -124,7 +154,22 @@ def run(
         code = anyio.run(main)
     except InputError as exc:
         raise InvalidInputs(str(exc)) from None
+    exit_leaving_abandoned_threads(engine, code, console)
     sys.exit(code)
+
+
+def exit_leaving_abandoned_threads(engine: Engine, code: int, console: Console) -> None:
+    """Exit now if a step's thread was abandoned: Python would otherwise wait for it."""
+    if engine.abandoned_threads:
+        console.print(
+            f"{engine.abandoned_threads} step thread(s) ignored the cancel and were abandoned; "
+            "exiting without waiting for them",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 @click.command(name="plugins")

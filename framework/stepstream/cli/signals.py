@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Callable
 
 import anyio
@@ -28,5 +29,6 @@ async def cancel_on_interrupt(
         async for _ in signals:
             interrupts += 1
             if interrupts > 1:
+                print("interrupted again: quitting now", file=sys.stderr, flush=True)
                 os._exit(EXIT_INTERRUPTED)
             cancel()

@@ -129,11 +129,12 @@ class FailedEvent(Event, tag="failed"):
 
 
 class CancelledEvent(Event, tag="cancelled"):
-    """The execution was cancelled before it finished."""
+    """The execution was cancelled before it finished; `error` says so when a step ignored it."""
 
     finished_at: datetime
     progress: ProgressSnapshot | None = None
     reason: str | None = None
+    error: ErrorInfo | None = None
 
 
 class ErrorEvent(Event, tag="error"):

@@ -53,6 +53,8 @@ def apply_event(record: ExecutionRecord, event: Event) -> None:
     elif kind is CancelledEvent:
         record.status = "cancelled"
         record.finished_at = event.finished_at
+        if event.error is not None:
+            record.error = event.error
         if event.progress is not None:
             record.progress = event.progress
         _close_steps(record, "cancelled", event.finished_at)

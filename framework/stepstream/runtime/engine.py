@@ -13,6 +13,7 @@ from ..authoring.progress import DEFAULT_INTERVAL
 from ..errors import (
     ExecutionElsewhere,
     ExecutionFinished,
+    InputError,
     PipelineDefinitionError,
     UnknownExecution,
 )
@@ -24,7 +25,7 @@ from ..tracking.broadcast import Broadcaster
 from ..tracking.follow import subscribe
 from ..tracking.history import StepHistory
 from ..tracking.recorder import Recorder
-from .jobs import Job
+from .jobs import DEFAULT_GRACE, Job
 from .queue import ExecutionQueue
 from .recovery import recover
 from .runner import Runner
@@ -41,9 +42,10 @@ class Engine:
 
     Inside the context, `submit` queues executions that start first in, first out,
     at most `max_concurrent` at a time. On exit, running executions are cancelled
-    and their records end `cancelled` (a sync step that never calls its Progress
-    handle runs to its end first, and its execution may still complete); queued
-    ones stay `pending` for a durable store to start again.
+    and their records end `cancelled`; queued ones stay `pending` for a durable
+    store to start again. A cancelled sync step stops at its next Progress call;
+    one that makes none within `cancel_grace` seconds is abandoned (its execution
+    ends `cancelled` saying so, and its thread runs on until the step returns).
 
     Reads (`get`, `list`, `events`) come from the store, so they show what every
     process sharing it recorded; `subscribe` and `watch` follow live events.
@@ -58,15 +60,20 @@ class Engine:
         progress_interval: float = DEFAULT_INTERVAL,
         load_entrypoints: bool = True,
         max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
+        cancel_grace: float = DEFAULT_GRACE,
     ) -> None:
         if progress_interval < 0:
             raise ValueError(f"progress_interval must be >= 0 seconds, got {progress_interval}")
+        if cancel_grace <= 0:
+            raise ValueError(f"cancel_grace must be > 0 seconds, got {cancel_grace}")
         self.plugins = plugins or make_plugin_manager(load_entrypoints=load_entrypoints)
         if store is None or isinstance(store, str):
             store = open_store(store or "memory://", self.plugins.store_schemes())
         self.store: ExecutionStore = store
         self.pipelines: dict[str, Pipeline] = {}
         self.progress_interval = progress_interval
+        self.cancel_grace = cancel_grace
+        self.abandoned_threads = 0  # sync steps let go after the grace period, maybe running
         self._broadcaster = Broadcaster()
         self._history = StepHistory(store)
         self._recorder = Recorder(store, self._broadcaster, self._history, max_output_bytes)
@@ -128,7 +135,7 @@ class Engine:
             kept_inputs,
             idempotency_key,
         )
-        job = Job(live, pipeline, validated, self.progress_interval)
+        job = Job(live, pipeline, validated, self.progress_interval, self.cancel_grace)
         self._jobs[job.execution_id] = job
         return job
 
@@ -171,7 +178,11 @@ class Engine:
         await self._load_history(job)
         if job.finished.is_set():
             return "cancelled", None
-        return await self._runner.run(job)
+        try:
+            return await self._runner.run(job)
+        finally:
+            if job.abandoned:
+                self.abandoned_threads += 1
 
     def cancel(self, execution_id: str) -> ExecutionRecord:
         """Stop an execution: a pending one ends at once, a running one at its next checkpoint.
@@ -305,7 +316,7 @@ class Engine:
         for found in recover(self.store, self._recorder, self.pipelines):
             live = self._recorder.live(found.record.execution_id)
             assert live is not None
-            job = Job(live, found.pipeline, found.inputs, self.progress_interval)
+            job = Job(live, found.pipeline, found.inputs, self.progress_interval, self.cancel_grace)
             self._jobs[job.execution_id] = job
             self._queue.put(job)
         self._recovered = True

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ..authoring.progress import Throttle
+from ..errors import Cancelled
 from ..model.events import ErrorInfo
 
 if TYPE_CHECKING:
     from ..authoring.pipeline import Pipeline
     from ..tracking.recorder import LiveExecution
+
+
+DEFAULT_GRACE = 30.0  # seconds a cancelled sync step has to reach a Progress call
 
 
 class StepFailed(Exception):
@@ -23,25 +29,78 @@ class StepFailed(Exception):
         self.original = original
 
 
+class CancelIgnored(Cancelled):
+    """Internal: the execution ends cancelled because a step ignored the cancel; says how."""
+
+    def __init__(self, step: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.step = step
+        self.reason = reason
+
+
 class Job:
-    """One execution of this engine: its live record, its pipeline and inputs, its stop switch."""
+    """One execution of this engine: its live record, its pipeline and inputs, its stop switch.
+
+    A cancel stops an async step at once and a sync step at its next Progress call.
+    A sync step that makes none within `grace` seconds is abandoned: the execution
+    ends without it, its slot is freed, and its thread finishes on its own, its
+    bookkeeping sealed off (`LiveExecution.seal`).
+    """
 
     def __init__(
-        self, live: LiveExecution, pipeline: Pipeline, inputs: dict[str, Any], interval: float
+        self,
+        live: LiveExecution,
+        pipeline: Pipeline,
+        inputs: dict[str, Any],
+        interval: float,
+        grace: float = DEFAULT_GRACE,
     ) -> None:
         self.live = live
         self.execution_id = live.execution_id
         self.pipeline = pipeline
         self.inputs = inputs
         self.throttle = Throttle(interval)
+        self.grace = grace
         self.scope: anyio.CancelScope | None = None
+        self.thread_scope: anyio.CancelScope | None = None  # around a sync batch's thread
         self.started = False
         self.finished = anyio.Event()
         self.outputs: Any = None
         self.failure: StepFailed | None = None
+        self.cancelled_at: float | None = None  # monotonic time of the first cancel
+        self.abandoned = False
 
     def cancel(self) -> None:
         """Ask the execution to stop; must be called from the event loop's thread."""
+        if self.cancelled_at is None:
+            self.cancelled_at = time.monotonic()
+            self.live.guard()  # from now on a step's thread may have to be sealed off
+            asyncio.get_running_loop().call_later(self.grace, self._abandon)
         self.throttle.cancel()
         if self.scope is not None:
             self.scope.cancel()
+
+    def _abandon(self) -> None:
+        """The grace period is over: stop waiting for the step's thread."""
+        if self.thread_scope is not None and not self.finished.is_set():
+            self.abandoned = True
+            self.thread_scope.cancel()
+
+    def ignored(self, step: str) -> CancelIgnored:
+        """What ends an execution whose `step` returned after a cancel it never noticed."""
+        assert self.cancelled_at is not None
+        waited = time.monotonic() - self.cancelled_at
+        return CancelIgnored(
+            step,
+            f"cancel requested, but step {step!r} did not stop at it (it made no Progress call) "
+            f"and ran {waited:.1f} s to its end; what it returned was discarded",
+        )
+
+    def abandoned_in(self, step: str | None) -> CancelIgnored:
+        """What ends an execution whose sync step outlived the grace period."""
+        where = f"step {step!r}" if step else "its step"
+        return CancelIgnored(
+            step,
+            f"{where} did not stop within {self.grace:g} s of the cancel (it made no Progress "
+            "call); it was abandoned and its thread left to finish on its own",
+        )

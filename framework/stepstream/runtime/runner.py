@@ -22,7 +22,7 @@ from ..authoring.progress import Progress
 from ..errors import Cancelled
 from ..model.events import ErrorInfo, ExecutionRecord, Status
 from ..model.values import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS, clean_text
-from .jobs import Job, StepFailed
+from .jobs import CancelIgnored, Job, StepFailed
 
 KEEP_WAIT = 5.0  # seconds `execution_finished` waits for the store to keep an ending
 
@@ -73,6 +73,8 @@ class Runner:
                     scope.cancel()
                 job.outputs = await self._run_steps(job)
                 status = "completed"
+        except CancelIgnored as ignored:
+            error = ErrorInfo(type="CancelIgnored", step=ignored.step, message=ignored.reason)
         except Cancelled:
             pass
         except StepFailed as failure:
@@ -132,11 +134,26 @@ class Runner:
             stop = index
             while stop < len(steps) and not steps[stop].is_async:
                 stop += 1
-            value = await anyio.to_thread.run_sync(
-                self._run_sync_steps, job, index, stop, value, abandon_on_cancel=False
-            )
+            value = await self._in_thread(job, index, stop, value)
             index = stop
         return value
+
+    async def _in_thread(self, job: Job, start: int, stop: int, value: Any) -> Any:
+        """Run sync steps on a worker thread, let go of it if a cancel outlives the grace period.
+
+        The thread's scope is shielded, so a cancel (or a shutdown) waits for the step's
+        next Progress call; `Job` cancels this scope when the grace period is over.
+        """
+        with anyio.CancelScope(shield=True) as job.thread_scope:
+            try:
+                return await anyio.to_thread.run_sync(
+                    self._run_sync_steps, job, start, stop, value, abandon_on_cancel=True
+                )
+            finally:
+                job.thread_scope = None
+        running = [s.name for s in job.live.record.steps if s.status == "running"]
+        job.live.seal()  # what the thread still reports is refused from now on
+        raise job.abandoned_in(running[0] if running else None)
 
     def _arguments(
         self, job: Job, step: Step, index: int, value: Any
@@ -193,6 +210,15 @@ class Runner:
             else:
                 value = self._call_sync(job, step, index, value)
             duration = perf_counter() - began
+            if throttle.cancelled:  # it returned, but after a cancel it never noticed
+                step_done(
+                    execution_id=execution_id,
+                    step=step,
+                    index=index,
+                    duration=duration,
+                    progress=record_ended(index, "completed", duration),
+                )
+                raise job.ignored(step.name)
             step_done(
                 execution_id=execution_id,
                 step=step,
@@ -238,6 +264,8 @@ class Runner:
             duration=duration,
             progress=live.step_ended(index, "completed", duration),
         )
+        if job.throttle.cancelled:  # it returned, but after a cancel it never noticed
+            raise job.ignored(step.name)
         return value
 
     def _fail(self, job: Job, step: Step, index: int, exc: BaseException) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..errors import UnknownExecution
+from ..errors import Cancelled, UnknownExecution
 from ..model.events import (
     TERMINAL_EVENTS,
     CancelledEvent,
@@ -70,8 +70,10 @@ class LiveExecution:
 
     __slots__ = (
         "_append",
+        "_guard",
         "_publish",
         "_recorder",
+        "_sealed",
         "channel",
         "estimate",
         "items_done",
@@ -90,11 +92,28 @@ class LiveExecution:
         self.items_done: int | None = None
         self.items_total: int | None = None
         self.kept: asyncio.Future[None] | None = None  # resolved once the ending is kept
+        self._guard: threading.Lock | None = None
+        self._sealed = False
 
     @property
     def execution_id(self) -> str:
         """The execution's id."""
         return self.record.execution_id
+
+    def guard(self) -> None:
+        """From now on every event takes a lock, so that `seal` can shut out a step's thread.
+
+        Called when a cancel may end the execution without its thread (the grace period
+        of a sync step); until then the per-step path pays nothing for it.
+        """
+        if self._guard is None:
+            self._guard = threading.Lock()
+
+    def seal(self) -> None:
+        """Refuse every later event made here; the thread that tries gets Cancelled."""
+        assert self._guard is not None, "seal() needs guard() first"
+        with self._guard:
+            self._sealed = True
 
     def emit(self, event: Event) -> None:
         """The one path of every event: fold into the record, keep in the store, publish.
@@ -102,6 +121,16 @@ class LiveExecution:
         A terminal event is published once the store has kept it (write, then tell),
         so no client hears of an ending that a crash could take back.
         """
+        guard = self._guard
+        if guard is not None and not isinstance(event, TERMINAL_EVENTS):
+            with guard:
+                if self._sealed:
+                    raise Cancelled("the execution ended without this step")
+                self._emit(event)
+        else:
+            self._emit(event)
+
+    def _emit(self, event: Event) -> None:
         record = self.record
         apply_event(record, event)
         self._append(record, event)
@@ -125,6 +154,15 @@ class LiveExecution:
 
     def _progress(self, progress: ProgressSnapshot, step: StepState | None = None) -> None:
         """`emit` of a progress event made here: the per-step path, so no ending to check for."""
+        if self._guard is not None:
+            with self._guard:
+                if self._sealed:
+                    raise Cancelled("the execution ended without this step")
+                self._progress_unguarded(progress, step)
+        else:
+            self._progress_unguarded(progress, step)
+
+    def _progress_unguarded(self, progress: ProgressSnapshot, step: StepState | None) -> None:
         record = self.record
         event = ProgressEvent(
             execution_id=record.execution_id, seq=record.last_seq + 1, progress=progress, step=step
@@ -281,6 +319,7 @@ class LiveExecution:
             finished_at=finished_at,
             progress=progress,
             reason=error.message if error else None,
+            error=error,
         )
 
 

@@ -20,7 +20,16 @@ from stepstream import Pipeline, Progress
 
 DEFAULT_STEPS = 5
 MAX_STEPS = 20
+MAX_SECONDS_PER_STEP = 3600.0
+MAX_ITEMS_PER_STEP = 100_000
+NAP = 0.1  # the longest a sync step sleeps between two checks for a cancel
 MIDDLE_NAMES = ("validate", "processing", "enrich")  # step 2 named as in the API's examples
+
+
+Steps = Annotated[int, msgspec.Meta(ge=1, le=MAX_STEPS)]
+SecondsPerStep = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS_PER_STEP)]
+ItemsPerStep = Annotated[int, msgspec.Meta(ge=1, le=MAX_ITEMS_PER_STEP)]
+FailAtStep = Annotated[int, msgspec.Meta(ge=0, lt=MAX_STEPS)]
 
 
 class DemoFailure(RuntimeError):
@@ -49,12 +58,20 @@ def _check(plan: Plan, index: int, item: int) -> None:
         raise DemoFailure(f"step {index} failed at item {item} because fail_at_step={index}")
 
 
+def _nap(seconds: float, progress: Progress) -> None:
+    """Sleep in short naps, checking for a cancel between two, so a long pause can stop."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(NAP, left))
+        progress.check()
+
+
 def _work(plan: Plan, index: int, progress: Progress) -> Plan:
     progress.message = f"{plan.items_per_step} items"
     pause = plan.seconds_per_step / plan.items_per_step
     for item in progress.iter(range(plan.items_per_step)):
         _check(plan, index, item)
-        time.sleep(pause)
+        _nap(pause, progress)
     return plan
 
 
@@ -97,19 +114,19 @@ def _declare(pipeline: Pipeline, count: int, is_async: bool) -> None:
 
     async def first_async(
         progress: Progress,
-        steps: Annotated[int, msgspec.Meta(ge=1, le=MAX_STEPS)] = DEFAULT_STEPS,
-        seconds_per_step: Annotated[float, msgspec.Meta(ge=0)] = 1.0,
-        items_per_step: Annotated[int, msgspec.Meta(ge=1)] = 20,
-        fail_at_step: Annotated[int, msgspec.Meta(ge=0)] | None = None,
+        steps: Steps = DEFAULT_STEPS,
+        seconds_per_step: SecondsPerStep = 1.0,
+        items_per_step: ItemsPerStep = 20,
+        fail_at_step: FailAtStep | None = None,
     ) -> Any:
         return await first(Plan(steps, seconds_per_step, items_per_step, fail_at_step), progress)
 
     def first_sync(
         progress: Progress,
-        steps: Annotated[int, msgspec.Meta(ge=1, le=MAX_STEPS)] = DEFAULT_STEPS,
-        seconds_per_step: Annotated[float, msgspec.Meta(ge=0)] = 1.0,
-        items_per_step: Annotated[int, msgspec.Meta(ge=1)] = 20,
-        fail_at_step: Annotated[int, msgspec.Meta(ge=0)] | None = None,
+        steps: Steps = DEFAULT_STEPS,
+        seconds_per_step: SecondsPerStep = 1.0,
+        items_per_step: ItemsPerStep = 20,
+        fail_at_step: FailAtStep | None = None,
     ) -> Any:
         return first(Plan(steps, seconds_per_step, items_per_step, fail_at_step), progress)
 

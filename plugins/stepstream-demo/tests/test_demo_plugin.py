@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
-from stepstream import Engine, StepFailedError, make_plugin_manager
+from stepstream import Engine, InputError, StepFailedError, make_plugin_manager
 from stepstream_demo import demo, demo_async
 from stepstream_demo.pipelines import MAX_STEPS, step_names
 
@@ -44,3 +45,33 @@ def test_the_number_of_steps_is_bounded() -> None:
     assert len(step_names(MAX_STEPS)) == MAX_STEPS
     with pytest.raises(Exception, match="steps"):
         demo.validate_inputs({"steps": MAX_STEPS + 1})
+
+
+@pytest.mark.parametrize(
+    ("inputs", "field"),
+    [
+        ({"seconds_per_step": 1e9}, "seconds_per_step"),
+        ({"items_per_step": 10**9}, "items_per_step"),
+        ({"fail_at_step": MAX_STEPS}, "fail_at_step"),
+    ],
+)
+def test_inputs_that_would_hold_a_slot_for_ages_are_refused(inputs, field) -> None:
+    with pytest.raises(InputError) as refused:
+        demo.validate_inputs(inputs)
+    assert set(refused.value.problems) == {field}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("pipeline", [demo, demo_async])
+async def test_a_cancel_stops_a_demo_in_the_middle_of_a_long_pause(pipeline) -> None:
+    async with Engine(load_entrypoints=False) as engine:
+        record = engine.submit(
+            pipeline, {"steps": 1, "seconds_per_step": 3600, "items_per_step": 1}
+        )
+        with anyio.fail_after(20):
+            while engine.get(record.execution_id).status != "running":
+                await anyio.sleep(0.01)
+            engine.cancel(record.execution_id)
+            ended = await engine.wait(record.execution_id)
+    assert ended.status == "cancelled"
+    assert ended.error is None  # it stopped at a check, not by being abandoned

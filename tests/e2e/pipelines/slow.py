@@ -64,3 +64,14 @@ async def stall(marker: str) -> None:
             raise
         finally:
             out.write("finally\n")
+
+
+deaf = Pipeline("deaf", description="a sync step that never calls Progress")
+
+
+@deaf.step
+def ignore(marker: str) -> None:
+    """Sleep a minute without a Progress call: a cancel cannot reach it."""
+    with open(marker, "w") as out:
+        out.write("started\n")
+    time.sleep(60)
