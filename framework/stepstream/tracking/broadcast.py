@@ -70,9 +70,14 @@ class LoopHandoff:
 
 
 class Channel:
-    """One execution's subscribers and, while it runs here, the handoff to their loop."""
+    """One execution's subscribers and, while it runs here, the handoff to their loop.
 
-    __slots__ = ("_broadcaster", "execution_id", "handoff", "live", "subscribers")
+    `followed` says whether anyone (a subscriber or a watcher) would receive an
+    event: publishers check it before calling `publish`, so an execution nobody
+    follows pays one attribute read per event.
+    """
+
+    __slots__ = ("_broadcaster", "execution_id", "followed", "handoff", "live", "subscribers")
 
     def __init__(self, broadcaster: Broadcaster, execution_id: str) -> None:
         self._broadcaster = broadcaster
@@ -80,14 +85,14 @@ class Channel:
         self.subscribers: tuple[Subscription, ...] = ()
         self.handoff: LoopHandoff | None = None
         self.live = False  # a recorder publishes here; kept while it does, even unfollowed
+        self.followed = bool(broadcaster.watchers)
 
     def publish(self, event: Event) -> None:
-        """Hand `event` to everyone following this execution; nearly free when nobody is."""
-        if self.subscribers or self._broadcaster.watchers:
-            if self.handoff is None:
-                self.deliver(event)
-            else:
-                self.handoff.send(event)
+        """Hand `event` to everyone following this execution."""
+        if self.handoff is None:
+            self.deliver(event)
+        else:
+            self.handoff.send(event)
 
     def deliver(self, event: Event) -> None:
         """Push `event` into each follower's buffer, on the calling thread."""
@@ -129,6 +134,7 @@ class Broadcaster:
         with self._lock:
             channel = self._channel(execution_id)
             channel.subscribers = (*channel.subscribers, subscription)
+            channel.followed = True
         return subscription
 
     def watch(self, execution_ids: frozenset[str] | None = None) -> Subscription:
@@ -136,6 +142,7 @@ class Broadcaster:
         subscription = Subscription(unsubscribe=self._unsubscribe)
         with self._lock:
             self.watchers = (*self.watchers, (subscription, execution_ids))
+            self._refollow()
         return subscription
 
     def subscriber_count(self, execution_id: str | None = None) -> int:
@@ -157,8 +164,18 @@ class Broadcaster:
             channel = self._channels.get(subscription.execution_id or "")
             if channel is not None:
                 channel.subscribers = tuple(s for s in channel.subscribers if s is not subscription)
+                channel.followed = bool(self.watchers or channel.subscribers)
                 self._forget_if_idle(channel)
-            self.watchers = tuple(w for w in self.watchers if w[0] is not subscription)
+            watchers = tuple(w for w in self.watchers if w[0] is not subscription)
+            if len(watchers) != len(self.watchers):
+                self.watchers = watchers
+                self._refollow()
+
+    def _refollow(self) -> None:
+        """Recompute every channel's `followed` (lock held); watchers come and go rarely."""
+        watched = bool(self.watchers)
+        for channel in self._channels.values():
+            channel.followed = watched or bool(channel.subscribers)
 
     def _forget_if_idle(self, channel: Channel) -> None:
         if not channel.live and not channel.subscribers:

@@ -136,7 +136,7 @@ class LiveExecution:
         self._append(record, event)
         if isinstance(event, TERMINAL_EVENTS):
             self._publish_once_kept(event)
-        else:
+        elif self.channel.followed:
             self._publish(event)
 
     def _publish_once_kept(self, event: Event) -> None:
@@ -144,7 +144,8 @@ class LiveExecution:
         kept = self.kept = loop.create_future() if loop is not None else None
 
         def publish() -> None:  # on the store's writer thread, or here if already kept
-            self._publish(event)
+            if self.channel.followed:
+                self._publish(event)
             self._recorder.retire(self)
             if kept is not None:
                 with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
@@ -153,23 +154,18 @@ class LiveExecution:
         self._recorder.store.on_kept(publish)
 
     def _progress(self, progress: ProgressSnapshot, step: StepState | None = None) -> None:
-        """`emit` of a progress event made here: the per-step path, so no ending to check for."""
-        if self._guard is not None:
-            with self._guard:
-                if self._sealed:
-                    raise Cancelled("the execution ended without this step")
-                self._progress_unguarded(progress, step)
-        else:
-            self._progress_unguarded(progress, step)
-
-    def _progress_unguarded(self, progress: ProgressSnapshot, step: StepState | None) -> None:
+        """`emit` of a progress event made here: the per-step path, kept free of extra calls."""
         record = self.record
         event = ProgressEvent(
             execution_id=record.execution_id, seq=record.last_seq + 1, progress=progress, step=step
         )
+        if self._guard is not None:
+            self.emit(event)
+            return
         apply_event(record, event)
         self._append(record, event)
-        self._publish(event)
+        if self.channel.followed:
+            self._publish(event)
 
     # -- what the runner reports, in order ---------------------------------------
 
