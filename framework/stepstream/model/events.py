@@ -60,6 +60,13 @@ class StepState(msgspec.Struct, omit_defaults=True, kw_only=True):
     items_total: int | None = None
 
 
+class Origin(msgspec.Struct, kw_only=True, frozen=True):
+    """Where an execution runs: the host and process that run its steps."""
+
+    host: str
+    pid: int
+
+
 class ExecutionRecord(msgspec.Struct, kw_only=True):
     """Everything known about one execution; the seed's shape plus history."""
 
@@ -76,6 +83,7 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     error: ErrorInfo | None = None
     last_seq: int = 0
     idempotency_key: str | None = None  # the submitter's key: the same key never runs twice
+    origin: Origin | None = None  # where it runs; None in records kept before it was recorded
 
     @property
     def finished(self) -> bool:
@@ -106,10 +114,16 @@ class StartedEvent(Event, tag="started"):
 
 
 class ProgressEvent(Event, tag="progress"):
-    """Progress changed; `step` is set when a step started, finished or failed."""
+    """Progress changed; `step` is set when a step started, finished or failed.
+
+    `steps` holds the step changes of earlier progress events this one stands for,
+    when a queue coalesced them into it (a slow reader, a transport), so a reader
+    that folds events still ends with every step's state.
+    """
 
     progress: ProgressSnapshot
     step: StepState | None = None
+    steps: list[StepState] | None = None
 
 
 class CompletedEvent(Event, tag="completed"):
@@ -155,9 +169,26 @@ AnyEvent = (
 TERMINAL_EVENTS = (CompletedEvent, FailedEvent, CancelledEvent)
 LIFECYCLE_EVENTS = (StatusEvent, StartedEvent, *TERMINAL_EVENTS)
 
+
+class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One event as a transport carries it between processes.
+
+    `after` is the seq of the event its sender sent before this one for the same
+    execution (0 for its first), so a receiver can tell a gap from a coalesced run
+    of progress. `record` comes with a sender's first event of an execution: a
+    snapshot of the record at or after `event`, from which a receiver that has
+    never seen the execution starts.
+    """
+
+    event: AnyEvent
+    after: int = 0
+    record: ExecutionRecord | None = None
+
+
 encoder = msgspec.json.Encoder()
 event_decoder = msgspec.json.Decoder(AnyEvent)
 record_decoder = msgspec.json.Decoder(ExecutionRecord)
+envelopes_decoder = msgspec.json.Decoder(list[Envelope])
 
 
 def encode(obj: Any) -> bytes:

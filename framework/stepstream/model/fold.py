@@ -30,6 +30,9 @@ def apply_event(record: ExecutionRecord, event: Event) -> None:
     kind = type(event)
     if kind is ProgressEvent:
         record.progress = event.progress
+        if event.steps is not None:
+            for step in event.steps:
+                record.steps[step.index] = step
         if event.step is not None:
             record.steps[event.step.index] = event.step
     elif kind is StatusEvent:
@@ -93,6 +96,22 @@ def supersedes(event: Event, previous: Event) -> bool:
     steps nor items.
     """
     return type(event) is ProgressEvent and type(previous) is ProgressEvent
+
+
+def absorbing(event: ProgressEvent, previous: ProgressEvent) -> ProgressEvent:
+    """`event` standing in for `previous` too, in a queue: the step changes it carried ride along.
+
+    Logs need not do this (the record keeps every step's state); a queue feeding a
+    reader that folds events (a subscriber, a transport) must, or a step's end
+    could be lost with the progress event that told it.
+    """
+    carried = [*(previous.steps or ()), *((previous.step,) if previous.step else ())]
+    if not carried:
+        return event
+    merged = {step.index: step for step in (*carried, *(event.steps or ()))}
+    if event.step is not None:
+        merged.pop(event.step.index, None)
+    return msgspec.structs.replace(event, steps=list(merged.values()) or None)
 
 
 def append_coalesced(log: list[Event], event: Event) -> bool:

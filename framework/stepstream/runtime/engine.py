@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -17,14 +19,14 @@ from ..errors import (
     PipelineDefinitionError,
     UnknownExecution,
 )
-from ..model.events import ErrorInfo, Event, ExecutionRecord, Status
+from ..model.events import Envelope, ErrorInfo, Event, ExecutionRecord, FailedEvent, Status
 from ..model.values import DEFAULT_MAX_OUTPUT_BYTES, Unstorable, storable
 from ..plugins import PluginManager, make_plugin_manager
 from ..stores import ExecutionStore, open_store
 from ..tracking.broadcast import Broadcaster
 from ..tracking.follow import subscribe
 from ..tracking.history import StepHistory
-from ..tracking.recorder import Recorder
+from ..tracking.recorder import Receipt, Recorder
 from .jobs import DEFAULT_GRACE, Job
 from .queue import ExecutionQueue
 from .recovery import recover
@@ -49,6 +51,9 @@ class Engine:
 
     Reads (`get`, `list`, `events`) come from the store, so they show what every
     process sharing it recorded; `subscribe` and `watch` follow live events.
+    Events from other processes arrive through `receive`; with `stale_after`, an
+    execution run elsewhere that nothing is heard of for that many seconds ends
+    `failed` (its worker vanished).
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class Engine:
         load_entrypoints: bool = True,
         max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
         cancel_grace: float = DEFAULT_GRACE,
+        stale_after: float | None = None,
     ) -> None:
         if progress_interval < 0:
             raise ValueError(f"progress_interval must be >= 0 seconds, got {progress_interval}")
@@ -82,6 +88,8 @@ class Engine:
         self._jobs: dict[str, Job] = {}
         self._task_group: TaskGroup | None = None
         self._recovered = False
+        self._heard: dict[str, float] = {}  # executions run elsewhere: when last heard of
+        self.stale_after = stale_after
 
     @property
     def max_concurrent(self) -> int | None:
@@ -272,6 +280,58 @@ class Engine:
         """
         return self._recorder.ingest(event)
 
+    def receive(self, envelope: Envelope) -> Receipt:
+        """Apply an event a transport brought from another process (see `Envelope`).
+
+        Notes when each execution run elsewhere was last heard of, even through a
+        duplicate (senders repeat the latest event as a heartbeat), so
+        `fail_silent` can tell a quiet step from a vanished worker.
+        """
+        receipt = self._recorder.receive(envelope)
+        execution_id = envelope.event.execution_id
+        if execution_id not in self._jobs:
+            if self._recorder.live(execution_id) is None:
+                self._heard.pop(execution_id, None)  # finished, or never known
+            else:
+                self._heard[execution_id] = time.monotonic()
+        return receipt
+
+    def fail_silent(self, silence: float) -> list[str]:
+        """End `failed` each execution run elsewhere that was not heard of for `silence` seconds.
+
+        Returns their ids. The failure says when and from where nothing more came.
+        """
+        now = time.monotonic()
+        failed = []
+        for execution_id, heard in list(self._heard.items()):
+            if now - heard < silence:
+                continue
+            del self._heard[execution_id]
+            record = self.store.get(execution_id)
+            if record is None or record.finished:
+                continue
+            where = (
+                f"{record.origin.host} (pid {record.origin.pid})" if record.origin else "elsewhere"
+            )
+            self._recorder.ingest(
+                FailedEvent(
+                    execution_id=execution_id,
+                    seq=record.last_seq + self.store.seq_headroom + 1,
+                    finished_at=datetime.now(UTC),
+                    error=ErrorInfo(
+                        type="WorkerLost",
+                        message=f"nothing was heard from its worker on {where} for "
+                        f"{silence:g} s, so it was marked failed",
+                    ),
+                    progress=record.progress,
+                )
+            )
+            failed.append(execution_id)
+            log.warning(
+                "execution %s: no event from %s for %gs; failed", execution_id, where, silence
+            )
+        return failed
+
     def flush(self) -> None:
         """Return once everything recorded so far is kept by the store; StoreError if it cannot."""
         self.store.flush()
@@ -282,6 +342,8 @@ class Engine:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._queue.serve, self._task_group)
+        if self.stale_after is not None:
+            self._task_group.start_soon(self._fail_silent_forever, self.stale_after)
         try:
             self.recover()
         except BaseException as exc:
@@ -313,13 +375,21 @@ class Engine:
         """
         if self._recovered:
             return
-        for found in recover(self.store, self._recorder, self.pipelines):
+        requeued, elsewhere = recover(self.store, self._recorder, self.pipelines)
+        now = time.monotonic()
+        self._heard.update((execution_id, now) for execution_id in elsewhere)
+        for found in requeued:
             live = self._recorder.live(found.record.execution_id)
             assert live is not None
             job = Job(live, found.pipeline, found.inputs, self.progress_interval, self.cancel_grace)
             self._jobs[job.execution_id] = job
             self._queue.put(job)
         self._recovered = True
+
+    async def _fail_silent_forever(self, silence: float) -> None:
+        while True:
+            await anyio.sleep(min(silence / 4, 5.0))
+            self.fail_silent(silence)
 
     async def _run_queued(self, job: Job) -> None:
         try:

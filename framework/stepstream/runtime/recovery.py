@@ -1,9 +1,12 @@
 """Recovery: what a restarted engine does with the executions a stopped process left unfinished.
 
-A running execution's step cannot be resumed, so it ends `failed` with a
-`ServerStopped` error saying when. A pending one is queued again, oldest first,
-if its pipeline is still registered with the same steps and its inputs still
-fit; otherwise it ends `failed` saying why. The first new event of each is
+A running execution of a stopped process cannot be resumed, so it ends
+`failed` with a `ServerStopped` error saying when. One that runs elsewhere (its
+origin is another host, or a process on this host that is still alive: a worker
+publishing to this server) is left running: it is watched for silence instead.
+A pending one is queued again, oldest first, if its pipeline is still
+registered with the same steps and its inputs still fit; otherwise it ends
+`failed` saying why. The first new event of each is
 numbered `last_seq + store.seq_headroom + 1`, past any seq the stopped process
 may have sent without having stored it.
 """
@@ -11,12 +14,14 @@ may have sent without having stored it.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
-from ..model.events import ErrorInfo, ExecutionRecord, FailedEvent, StatusEvent
+from ..model.events import ErrorInfo, ExecutionRecord, FailedEvent, Origin, StatusEvent
+from ..tracking.recorder import this_process
 
 if TYPE_CHECKING:
     from ..authoring.pipeline import Pipeline
@@ -37,13 +42,20 @@ class Requeued:
 
 def recover(
     store: ExecutionStore, recorder: Recorder, pipelines: Mapping[str, Pipeline]
-) -> list[Requeued]:
-    """End or requeue every unfinished execution in the store; what to queue, oldest first."""
+) -> tuple[list[Requeued], list[str]]:
+    """End or requeue every unfinished execution in the store.
+
+    Returns what to queue, oldest first, and the ids of the executions running elsewhere.
+    """
     now = datetime.now(UTC)
     requeued = []
+    elsewhere = []
     for record in store.unfinished():
         seq = record.last_seq + store.seq_headroom + 1
         execution_id = record.execution_id
+        if record.status == "running" and runs_elsewhere(record.origin):
+            elsewhere.append(execution_id)
+            continue
         if record.status == "running":
             error = _stopped_error(record, now)
         else:
@@ -73,7 +85,25 @@ def recover(
         )
         log.info("execution %s ended failed on restart: %s", execution_id, error.message)
     store.flush()
-    return requeued
+    return requeued, elsewhere
+
+
+def runs_elsewhere(origin: Origin | None) -> bool:
+    """Whether an execution's process may still be running: another host, or a live pid here."""
+    if origin is None:  # recorded before origins were: it ran here
+        return False
+    mine = this_process()
+    if origin.host != mine.host:
+        return True
+    if origin.pid == mine.pid:
+        return False
+    try:
+        os.kill(origin.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _requeued(record: ExecutionRecord, pipelines: Mapping[str, Pipeline]) -> Requeued | ErrorInfo:

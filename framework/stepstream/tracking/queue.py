@@ -2,9 +2,10 @@
 
 Events of many executions may wait in one queue (a watcher). Each execution's
 latest progress event waits in a slot of its own that a newer progress event of
-that execution overwrites in place, until a lifecycle event of the same execution
-closes it: exactly `supersedes` applied per execution, so a slow reader costs
-memory in lifecycle events, not in progress updates.
+that execution takes over in place (`absorbing` the step changes of the one it
+replaces), until a lifecycle event of the same execution closes it: exactly
+`supersedes` applied per execution, so a slow reader costs memory in lifecycle
+events and step states, not in progress updates.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 
 from ..model.events import Event
-from ..model.fold import replaceable, supersedes
+from ..model.fold import absorbing, replaceable, supersedes
 
 
 class _Slot:
@@ -38,7 +39,7 @@ class EventQueue:
         key = event.execution_id
         slot = self._open.get(key)
         if slot is not None and supersedes(event, slot.event):
-            slot.event = event
+            slot.event = absorbing(event, slot.event)  # type: ignore[arg-type]
             return False
         if replaceable(event):
             slot = self._open[key] = _Slot(event)

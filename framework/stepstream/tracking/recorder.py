@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import os
+import socket
 import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,10 +30,12 @@ from ..model.events import (
     TERMINAL_EVENTS,
     CancelledEvent,
     CompletedEvent,
+    Envelope,
     ErrorInfo,
     Event,
     ExecutionRecord,
     FailedEvent,
+    Origin,
     ProgressEvent,
     ProgressSnapshot,
     StartedEvent,
@@ -47,6 +52,14 @@ if TYPE_CHECKING:
     from ..stores import ExecutionStore
     from .broadcast import Broadcaster, Channel
     from .history import StepHistory
+
+
+_HOST = socket.gethostname()
+
+
+def this_process() -> Origin:
+    """Where executions created here run (the pid asked anew: a fork has its own)."""
+    return Origin(host=_HOST, pid=os.getpid())
 
 
 def _now() -> datetime:
@@ -319,6 +332,15 @@ class LiveExecution:
         )
 
 
+class Receipt(enum.Enum):
+    """What receiving an event from elsewhere did."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # seen before: nothing changed
+    GAP = "gap"  # events before it are missing: not applied
+    UNKNOWN = "unknown"  # an execution never seen, and no record to start it from
+
+
 class Recorder:
     """Keeps the live record of every unfinished execution this process produces or ingests."""
 
@@ -359,6 +381,7 @@ class Recorder:
                 for i, (name, weight) in enumerate(steps)
             ],
             idempotency_key=idempotency_key,
+            origin=this_process(),
         )
         with self._lock:
             live = self._adopt(record)
@@ -379,17 +402,33 @@ class Recorder:
         Raises UnknownExecution for an execution neither here nor in the store,
         ValueError for an event that names a step the execution does not have.
         """
+        receipt = self.receive(Envelope(event=event, after=0))
+        if receipt is Receipt.UNKNOWN:
+            raise UnknownExecution(event.execution_id)
+        return receipt is Receipt.APPLIED
+
+    def receive(self, envelope: Envelope) -> Receipt:
+        """Apply an event a transport brought, starting from its record if it is new here.
+
+        A gap (the sender's previous event is one this recorder never applied) is
+        not applied: the caller asks the sender for what is missing, or reports it.
+        Raises ValueError for an event that names a step the execution does not have.
+        """
+        event = envelope.event
         with self._lock:  # held throughout, so two deliveries of one event apply it once
             live = self._live.get(event.execution_id)
             if live is None:
                 record = self.store.get(event.execution_id)
                 if record is None:
-                    raise UnknownExecution(event.execution_id)
+                    return self._start_from(envelope)
                 if record.finished or event.seq <= record.last_seq:
-                    return False
+                    return Receipt.DUPLICATE
                 live = self._adopt(record)
-            if event.seq <= live.record.last_seq:
-                return False
+            last_seq = live.record.last_seq
+            if event.seq <= last_seq:
+                return Receipt.DUPLICATE
+            if envelope.after > last_seq:
+                return Receipt.GAP
             step = getattr(event, "step", None)
             if step is not None and not 0 <= step.index < len(live.record.steps):
                 raise ValueError(
@@ -397,7 +436,21 @@ class Recorder:
                     f"but the execution has {len(live.record.steps)} steps"
                 )
             live.emit(event)
-            return True
+            return Receipt.APPLIED
+
+    def _start_from(self, envelope: Envelope) -> Receipt:
+        """A new execution from elsewhere: its record from the sender's snapshot; lock held."""
+        snapshot = envelope.record
+        event = envelope.event
+        if snapshot is None or snapshot.execution_id != event.execution_id:
+            return Receipt.UNKNOWN
+        live = self._adopt(copy_record(snapshot))
+        live.emit(status_of(snapshot, seq=snapshot.last_seq))
+        if snapshot.finished:
+            self.retire(live)
+        elif event.seq > snapshot.last_seq:
+            live.emit(event)
+        return Receipt.APPLIED
 
     def _adopt(self, record: ExecutionRecord) -> LiveExecution:
         """Make `record` live; the caller holds the lock."""
