@@ -15,6 +15,7 @@ from ..errors import (
     ExecutionFinished,
     PipelineDefinitionError,
     UnknownExecution,
+    UnknownPipeline,
 )
 from ..model.events import ErrorInfo, Event, ExecutionRecord, Status
 from ..plugins import PluginManager, make_plugin_manager
@@ -91,12 +92,11 @@ class Engine:
         self.pipelines[pipeline.name] = pipeline
 
     def pipeline(self, name: str) -> Pipeline:
-        """A registered pipeline; raises KeyError with the known names."""
+        """A registered pipeline; raises UnknownPipeline (a KeyError) with the known names."""
         try:
             return self.pipelines[name]
         except KeyError:
-            known = ", ".join(sorted(self.pipelines)) or "none registered"
-            raise KeyError(f"no pipeline named {name!r} (known: {known})") from None
+            raise UnknownPipeline(name, sorted(self.pipelines)) from None
 
     # -- starting and stopping executions ---------------------------------------
 
