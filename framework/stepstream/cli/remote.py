@@ -118,15 +118,31 @@ def _watch(
 
     async def main() -> int:
         async with AsyncClient(url, _token(token_file)) as client:
-            code, bars = await watch_executions(client, ids, console)
-        if print_outputs and ids and ids[0] in bars.outputs:
-            click.echo(json.dumps(bars.outputs[ids[0]], indent=2, default=repr))
+            code, outcomes = await watch_executions(client, ids, console)
+            if print_outputs and ids and outcomes.get(ids[0]) == "completed":
+                # From the record: a watch that began after the end has no CompletedEvent.
+                outputs = (await client.get(ids[0])).outputs
+                click.echo(json.dumps(outputs, indent=2, default=repr))
         return code
 
     try:
         return anyio.run(main)
     except StepstreamError as exc:
         raise ServerProblem(_message(exc, url)) from None
+    except BaseExceptionGroup as group:  # from the task groups that draw the streams
+        matched, _ = group.split(StepstreamError)
+        if matched is None:
+            raise
+        error = _leaves(matched)[0]
+        raise ServerProblem(_message(error, url)) from None
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[Any]:
+    return [
+        leaf
+        for exc in group.exceptions
+        for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    ]
 
 
 @click.command()
@@ -374,13 +390,24 @@ def list_pipelines(target: str | None, token_file: Path | None) -> None:
         if not pipeline.inputs:
             console.print("  inputs: none")
             continue
-        inputs = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2))
-        for name in ("  INPUT", "TYPE", "DEFAULT"):
-            inputs.add_column(name, overflow="fold")
-        for item in pipeline.inputs:
-            default = "(required)" if item.required else json.dumps(item.default, default=repr)
-            inputs.add_row(f"  {escape(item.name)}", escape(item.type), escape(default))
-        console.print(inputs)
+        rows = [("INPUT", "TYPE", "DEFAULT")] + [
+            (
+                item.name,
+                item.type,
+                "(required)" if item.required else json.dumps(item.default, default=repr),
+            )
+            for item in pipeline.inputs
+        ]
+        for line in _aligned(rows):
+            console.print(f"  {escape(line)}", soft_wrap=True)
+
+
+def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Columns two spaces apart, with no trailing blanks for whoever reads the output."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
 
 
 @hookimpl

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 from rich.console import Console
@@ -17,6 +17,7 @@ from ..model.events import (
     CancelledEvent,
     CompletedEvent,
     ErrorEvent,
+    ErrorInfo,
     FailedEvent,
     ProgressSnapshot,
     StatusEvent,
@@ -42,7 +43,6 @@ class RemoteBars:
         self._progress: dict[str, ProgressSnapshot | None] = {}
         self._pipelines: dict[str, str] = {}
         self.outcomes: dict[str, str] = {}  # execution id -> how it ended
-        self.outputs: dict[str, Any] = {}
 
     def __enter__(self) -> RemoteBars:
         self.bars.start()
@@ -56,8 +56,8 @@ class RemoteBars:
     ) -> None:
         self.bars.stop()
 
-    def show(self, event: AnyEvent) -> None:
-        """Draw what the event says about its execution."""
+    def show(self, event: AnyEvent, error: ErrorInfo | None = None) -> None:
+        """Draw what the event says about its execution; `error` for a status saying it failed."""
         if isinstance(event, ErrorEvent):
             return
         execution_id = event.execution_id
@@ -77,27 +77,29 @@ class RemoteBars:
             self._tasks[execution_id], **bar_fields(status, progress, status in FINISHED)
         )
         if status in FINISHED:
-            self._ended(execution_id, status, event)
+            self._ended(execution_id, status, event, error)
 
-    def _ended(self, execution_id: str, status: str, event: AnyEvent) -> None:
+    def _ended(
+        self, execution_id: str, status: str, event: AnyEvent, error: ErrorInfo | None
+    ) -> None:
         if execution_id in self.outcomes:
             return
         self.outcomes[execution_id] = status
         who = f"{execution_id} {escape(self._pipelines.get(execution_id, '?'))}"
         if isinstance(event, FailedEvent):
             error = event.error
+        if error is not None:
             self.console.print(
                 f"{who} [red]failed:[/] step {error.step!r} failed: "
                 f"{escape(error.type)}: {escape(error.message)}",
                 highlight=False,
+                soft_wrap=True,  # one line per execution, whatever its length
             )
             return
-        if isinstance(event, CompletedEvent):
-            self.outputs[execution_id] = event.outputs
         reason = getattr(event, "reason", None)
         colour = {"completed": "green", "failed": "red"}.get(status, "yellow")
         because = f" ({escape(reason)})" if reason else ""
-        self.console.print(f"{who} [{colour}]{status}[/]{because}", highlight=False)
+        self.console.print(f"{who} [{colour}]{status}[/]{because}", highlight=False, soft_wrap=True)
 
 
 def _status(event: AnyEvent) -> str:
@@ -124,10 +126,10 @@ def exit_code(outcomes: dict[str, str]) -> int:
 
 async def watch_executions(
     client: AsyncClient, ids: list[str] | None, console: Console
-) -> tuple[int, RemoteBars]:
+) -> tuple[int, dict[str, str]]:
     """Draw the listed executions, or every unfinished one and those that start meanwhile,
-    until all have ended; the exit code, and the bars with each one's outcome. Ctrl-C
-    stops watching (130); the executions go on on the server."""
+    until all have ended; the exit code, and how each one ended. Ctrl-C stops watching
+    (130); the executions go on on the server."""
     interrupted = False
     with RemoteBars(console, short_ids=ids is None or len(ids) > 1) as bars:
         async with anyio.create_task_group() as group:
@@ -139,20 +141,28 @@ async def watch_executions(
 
             await group.start(cancel_on_interrupt, interrupt)
             if ids:
-                await _follow(client.watch(ids), bars)
+                await _follow(client, client.watch(ids), bars)
             else:
                 await _follow_all(client, bars)
             group.cancel_scope.cancel()
     if interrupted:
         console.print("stopped watching; the executions go on on the server", highlight=False)
-        return EXIT_INTERRUPTED, bars
-    return exit_code(bars.outcomes), bars
+        return EXIT_INTERRUPTED, bars.outcomes
+    return exit_code(bars.outcomes), bars.outcomes
 
 
-async def _follow(stream: AsyncEventStream, bars: RemoteBars) -> None:
+async def _follow(client: AsyncClient, stream: AsyncEventStream, bars: RemoteBars) -> None:
     async with stream as events:
         async for event in events:
-            bars.show(event)
+            await _show(client, event, bars)
+
+
+async def _show(client: AsyncClient, event: AnyEvent, bars: RemoteBars) -> None:
+    """Draw the event; an execution that had failed before the watch began says why too."""
+    error = None
+    if isinstance(event, StatusEvent) and event.status == "failed":
+        error = (await client.get(event.execution_id)).error
+    bars.show(event, error)
 
 
 async def _follow_all(client: AsyncClient, bars: RemoteBars) -> None:
@@ -174,7 +184,7 @@ async def _follow_all(client: AsyncClient, bars: RemoteBars) -> None:
     async with anyio.create_task_group() as group:
 
         async def follow_listed() -> None:
-            await _follow(client.watch(sorted(watched)), bars)
+            await _follow(client, client.watch(sorted(watched)), bars)
             listed_done.set()
             if new <= set(bars.outcomes):
                 group.cancel_scope.cancel()
@@ -190,6 +200,6 @@ async def _follow_all(client: AsyncClient, bars: RemoteBars) -> None:
                 ):
                     continue  # the end of one that started before the listing
                 new.add(execution_id)
-                bars.show(event)
+                await _show(client, event, bars)
                 if listed_done.is_set() and new <= set(bars.outcomes):
                     group.cancel_scope.cancel()

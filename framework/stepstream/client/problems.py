@@ -77,6 +77,17 @@ def unreachable(url: str, error: httpx.TransportError, timeout: float) -> Server
     if isinstance(error, httpx.TimeoutException):
         return ServerUnavailable(url, f"no answer within {timeout:g}s")
     text = str(error)
-    if isinstance(error, httpx.ConnectError) and "refused" in text.lower():
+    if isinstance(error, httpx.ConnectError) and _refused(error):
         return ServerUnavailable(url, "connection refused")
     return ServerUnavailable(url, text or type(error).__name__)
+
+
+def _refused(error: BaseException | None) -> bool:
+    """Somewhere in the chain, a refused connection (the async transport words it
+    'All connection attempts failed')."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, ConnectionRefusedError) or "refused" in str(error).lower():
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
