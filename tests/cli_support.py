@@ -6,7 +6,9 @@ port and wait until it answers, and hold a WebSocket stream against the event lo
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -85,3 +87,58 @@ def assert_matches_log(
             assert message["type"] == "progress", message
     lifecycle = {e["seq"] for e in log if e["type"] != "progress" and e["seq"] > after}
     assert lifecycle <= set(seqs), f"lifecycle events missing: {sorted(lifecycle - set(seqs))}"
+
+
+class Served:
+    """A `stepstream serve` subprocess started by `start_serve`, its URL and its output files."""
+
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.process = process
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no shutdown code runs."""
+        self.process.kill()
+        self.process.wait(WAIT)
+
+    def stop(self) -> None:
+        """Ctrl-C, then SIGKILL if it does not end in time."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def start_serve(
+    *args: str, cwd: Path, port: int | None = None, env: dict[str, str] | None = None
+) -> Served:
+    """`stepstream serve --port PORT ARGS...` in `cwd`, returned once it answers /health.
+
+    STEPSTREAM_TOKEN is not passed on unless `env` sets it; the output goes to a file in `cwd`.
+    """
+    port = port or free_port()
+    log = cwd / f"serve-{port}-{time.monotonic_ns()}.log"
+    base = {k: v for k, v in os.environ.items() if k != "STEPSTREAM_TOKEN"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*stepstream_command(), "serve", "--port", str(port), *args],
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**base, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+    served = Served(process, port, log)
+    try:
+        wait_for_health(process, served.url, stderr=served.output)
+    except BaseException:
+        served.stop()
+        raise
+    return served

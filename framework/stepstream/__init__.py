@@ -14,11 +14,13 @@ from .errors import (
     InputError,
     PipelineDefinitionError,
     PluginConflict,
+    ServerUnavailable,
     StepFailedError,
     StepstreamError,
     StoreError,
     SubscriptionOverflow,
     UnknownExecution,
+    UnknownPipeline,
 )
 from .hookspecs import hookimpl, hookspec
 from .model.events import (
@@ -48,8 +50,10 @@ from .tracking.subscriptions import Subscription
 __all__ = [
     "DEFAULT_PROGRESS_INTERVAL",
     "AnyEvent",
+    "AsyncClient",
     "Cancelled",
     "CancelledEvent",
+    "Client",
     "CompletedEvent",
     "Engine",
     "ErrorEvent",
@@ -69,6 +73,7 @@ __all__ = [
     "Progress",
     "ProgressEvent",
     "ProgressSnapshot",
+    "ServerUnavailable",
     "StartedEvent",
     "Status",
     "StatusEvent",
@@ -80,6 +85,7 @@ __all__ = [
     "Subscription",
     "SubscriptionOverflow",
     "UnknownExecution",
+    "UnknownPipeline",
     "apply_event",
     "decode_event",
     "encode",
@@ -88,3 +94,15 @@ __all__ = [
     "make_plugin_manager",
     "status_of",
 ]
+
+_CLIENTS = ("AsyncClient", "Client")
+
+
+def __getattr__(name: str) -> object:
+    """`stepstream.Client` and `stepstream.AsyncClient`, imported on first use: the client
+    brings httpx, which running pipelines never needs."""
+    if name in _CLIENTS:
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'stepstream' has no attribute {name!r}")

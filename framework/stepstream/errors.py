@@ -37,6 +37,23 @@ class UnknownExecution(StepstreamError, LookupError):
         super().__init__(f"no execution with id {execution_id!r}")
 
 
+class UnknownPipeline(StepstreamError, KeyError):
+    """No pipeline has this name; `known` lists the names that exist.
+
+    A KeyError, as a lookup in a mapping of pipelines raises.
+    """
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        super().__init__(
+            f"no pipeline named {name!r} (known: {', '.join(known) or 'none registered'})"
+        )
+
+    def __str__(self) -> str:  # KeyError's own would quote the message like a key
+        return str(self.args[0])
+
+
 class ExecutionFinished(StepstreamError):
     """The execution already ended, so it cannot be cancelled or run again."""
 
@@ -91,3 +108,21 @@ class PluginConflict(StepstreamError):
 
 class StepFailedError(StepstreamError):
     """`Pipeline.run` re-raises a failed step's exception wrapped in this, naming the step."""
+
+
+class ServerUnavailable(StepstreamError):
+    """The stepstream server at `url` cannot be reached, or gave an answer the client cannot use.
+
+    `status` is the HTTP status it answered (401 for a missing or wrong token), or
+    None when nothing answered; `detail` says what went wrong.
+    """
+
+    def __init__(self, url: str, detail: str, status: int | None = None) -> None:
+        self.url = url
+        self.detail = detail
+        self.status = status
+        if status is None:
+            message = f"cannot reach the stepstream server at {url}: {detail}"
+        else:
+            message = f"the stepstream server at {url} answered {status}: {detail}"
+        super().__init__(message)

@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "stepstream.stores.memory",
     "stepstream.stores.sqlite",
     "stepstream.cli.commands",
+    "stepstream.cli.remote",
 )
 
 log = logging.getLogger("stepstream.plugins")

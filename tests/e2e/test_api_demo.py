@@ -1,4 +1,5 @@
-"""examples/api_progress_query_demo.py against a real `stepstream serve`, one pattern at a time."""
+"""examples/api_progress_query_demo.py and its twin on stepstream.client, examples/client_demo.py,
+against a real `stepstream serve`, one pattern at a time."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from cli_support import ROOT, free_port, stepstream_command, wait_for_health
 
 DEMO = ROOT / "examples" / "api_progress_query_demo.py"
+CLIENT_DEMO = ROOT / "examples" / "client_demo.py"
+DEMOS = pytest.mark.parametrize("demo", [DEMO, CLIENT_DEMO], ids=["raw", "client"])
 ENV = {k: v for k, v in os.environ.items() if k != "STEPSTREAM_TOKEN"}  # no token on either side
 
 
@@ -41,9 +45,9 @@ def base_url() -> Iterator[str]:
             process.communicate()
 
 
-def _demo(*args: str) -> subprocess.CompletedProcess[str]:
+def _demo(*args: str, demo: Path = DEMO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(DEMO), *args],
+        [sys.executable, str(demo), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -52,10 +56,18 @@ def _demo(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@DEMOS
 @pytest.mark.parametrize("pattern", ["polling", "websocket", "multi", "richbar"])
-def test_demo_pattern_runs_to_completion(base_url: str, pattern: str) -> None:
+def test_demo_pattern_runs_to_completion(base_url: str, pattern: str, demo: Path) -> None:
     result = _demo(
-        pattern, "--base-url", base_url, "--seconds-per-step", "0.05", "--poll-interval", "0.05"
+        pattern,
+        "--base-url",
+        base_url,
+        "--seconds-per-step",
+        "0.05",
+        "--poll-interval",
+        "0.05",
+        demo=demo,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -68,8 +80,9 @@ def test_demo_pattern_runs_to_completion(base_url: str, pattern: str) -> None:
         assert "Progress: 100.0%" in result.stdout, result.stdout
 
 
-def test_demo_says_when_no_server_is_running() -> None:
-    result = _demo("polling", "--base-url", f"http://127.0.0.1:{free_port()}")
+@DEMOS
+def test_demo_says_when_no_server_is_running(demo: Path) -> None:
+    result = _demo("polling", "--base-url", f"http://127.0.0.1:{free_port()}", demo=demo)
     assert result.returncode == 2
     assert "stepstream serve" in result.stderr
     assert "Traceback" not in result.stderr

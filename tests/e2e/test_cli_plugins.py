@@ -29,6 +29,7 @@ def test_plugins_lists_the_built_ins_and_installed_plugins(cli, test_plugin_site
     assert result.returncode == 0, result.stderr
     plugins = _plugins(result.stdout)
     assert plugins["stepstream.cli.commands"] == ("built-in", ["register_commands"])
+    assert plugins["stepstream.cli.remote"] == ("built-in", ["register_commands"])
     assert plugins["stepstream.stores.memory"][0] == "built-in"
     assert "register_stores" in plugins["stepstream.stores.memory"][1]
     assert plugins["demo"] == ("stepstream-demo 0.1.0", ["register_pipelines"])
@@ -54,7 +55,8 @@ def test_the_default_environment_shows_users_no_test_command(cli) -> None:
     listed = cli("--help")
     assert listed.returncode == 0, listed.stderr
     commands = re.findall(r"^  (\S+)\s", listed.stdout.split("Commands:")[1], re.MULTILINE)
-    assert sorted(commands) == ["plugins", "run", "serve"]
+    built_in = ["cancel", "ls", "pipelines", "plugins", "run", "show", "submit", "watch"]
+    assert sorted(commands) == sorted([*built_in, "serve"])
     assert "testplugin" not in cli("plugins").stdout
 
 

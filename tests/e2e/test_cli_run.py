@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
 import threading
@@ -247,3 +249,36 @@ def test_run_abandons_a_deaf_step_after_the_grace_period_and_exits_130(tmp_path:
             process.wait()
     assert process.returncode == 130, stderr
     assert "abandoned" in stderr and "exiting without waiting" in stderr
+
+
+def test_the_bar_keeps_to_one_line_in_an_80_column_terminal() -> None:
+    """In a terminal, rich redraws the bar in place; a bar wider than the terminal would wrap,
+    and the redraw would move the cursor up a line. So: no cursor-up, no line over 80."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [*stepstream_command(), "run", "examples/etl.py:etl", "-i", "rows=300000"],
+        cwd=ROOT,
+        stdin=terminal,
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+        env={**os.environ, "COLUMNS": "80", "TERM": "xterm"},
+    )
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    assert process.wait(timeout=60) == 0
+    text = output.decode(errors="replace")
+    assert "\x1b[1A" not in text, "the bar took more than one line"
+    lines = re.split(r"[\r\n]+", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text))
+    frames = [line for line in lines if "%" in line]
+    assert len(frames) >= 2, text  # drawn live, then final
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    assert frames[-1].startswith("etl completed") and "100.0%" in frames[-1]

@@ -384,6 +384,9 @@ def test_a_watch_closed_for_falling_behind_lists_afresh_and_watches_again(
     page.route_web_socket(re.compile(r"/api/v1/executions/ws"), intercept)
     page.goto(f"{server.base_url}/")
     expect(page.locator("#connection")).to_have_text("Live")
+    # Listed and watching both done: an execution started now shows up through the watch.
+    seen = server.submit(steps=1, seconds_per_step=0.0)
+    expect(row(page, seen).locator(".status")).to_have_text("completed")
     dropping[0] = True  # what the server would drop for a client this far behind
     missed = server.submit(steps=1, seconds_per_step=0.2)
     server.wait_for(missed, "completed")

@@ -10,6 +10,8 @@ one, and a cycle, as `stepstream/__init__` imports the public API.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,3 +164,21 @@ def test_the_server_and_plugins_use_only_public_names_of_the_framework() -> None
                     if hidden:
                         private.append((name, target, hidden))
     assert private == []
+
+
+def test_importing_stepstream_does_not_import_the_http_client_libraries() -> None:
+    """The client's httpx and httpx-ws load with `stepstream.client`, not with the framework:
+    a worker that only runs pipelines never pays for them."""
+    code = (
+        "import sys, stepstream\n"
+        "from stepstream.plugins import make_plugin_manager\n"
+        "import stepstream.cli.main\n"
+        "make_plugin_manager(load_entrypoints=False)\n"
+        "assert not {'httpx', 'httpx_ws'} & set(sys.modules), sorted(sys.modules)\n"
+        "assert stepstream.Client.__module__ == 'stepstream.client.sync'\n"
+        "assert 'httpx' in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr

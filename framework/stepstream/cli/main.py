@@ -9,7 +9,7 @@ import click
 from ..plugins import PluginManager, make_plugin_manager
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stepstream")
 @click.option("-v", "--verbose", is_flag=True, help="Log plugin and server details to stderr.")
 @click.pass_context

@@ -18,6 +18,7 @@ from ..errors import (
     InputError,
     PipelineDefinitionError,
     UnknownExecution,
+    UnknownPipeline,
 )
 from ..model.events import Envelope, ErrorInfo, Event, ExecutionRecord, FailedEvent, Status
 from ..model.values import DEFAULT_MAX_OUTPUT_BYTES, Unstorable, storable
@@ -109,12 +110,11 @@ class Engine:
         self.pipelines[pipeline.name] = pipeline
 
     def pipeline(self, name: str) -> Pipeline:
-        """A registered pipeline; raises KeyError with the known names."""
+        """A registered pipeline; raises UnknownPipeline (a KeyError) with the known names."""
         try:
             return self.pipelines[name]
         except KeyError:
-            known = ", ".join(sorted(self.pipelines)) or "none registered"
-            raise KeyError(f"no pipeline named {name!r} (known: {known})") from None
+            raise UnknownPipeline(name, sorted(self.pipelines)) from None
 
     # -- starting and stopping executions ---------------------------------------
 
