@@ -27,11 +27,13 @@ from .model.events import (
     AnyEvent,
     CancelledEvent,
     CompletedEvent,
+    Envelope,
     ErrorEvent,
     ErrorInfo,
     Event,
     ExecutionRecord,
     FailedEvent,
+    Origin,
     ProgressEvent,
     ProgressSnapshot,
     StartedEvent,
@@ -45,6 +47,7 @@ from .model.fold import apply_event, status_of
 from .plugins import PluginManager, make_plugin_manager
 from .runtime.engine import Engine
 from .stores import ExecutionStore
+from .tracking.recorder import Receipt
 from .tracking.subscriptions import Subscription
 
 __all__ = [
@@ -56,6 +59,7 @@ __all__ = [
     "Client",
     "CompletedEvent",
     "Engine",
+    "Envelope",
     "ErrorEvent",
     "ErrorInfo",
     "Event",
@@ -66,6 +70,7 @@ __all__ = [
     "FailedEvent",
     "InputError",
     "InputField",
+    "Origin",
     "Pipeline",
     "PipelineDefinitionError",
     "PluginConflict",
@@ -73,6 +78,7 @@ __all__ = [
     "Progress",
     "ProgressEvent",
     "ProgressSnapshot",
+    "Receipt",
     "ServerUnavailable",
     "StartedEvent",
     "Status",

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .authoring.pipeline import Pipeline, Step
     from .model.events import ErrorInfo, ExecutionRecord, ProgressSnapshot, Status
     from .stores import ExecutionStore
+    from .transports import Transport
 
 PROJECT = "stepstream"
 
@@ -125,6 +126,16 @@ def register_stores() -> dict[str, type[ExecutionStore]] | None:
 
     Called when an engine opens its store. Two plugins offering one scheme is
     an error naming both when that scheme is opened.
+    """
+
+
+@hookspec
+def register_transports() -> dict[str, type[Transport]] | None:
+    """Return `{url_scheme: transport_class}`; the class is built with `from_url(url)`.
+
+    Called when `--publish` or `--subscribe` URLs are opened. A transport that
+    can be read is a `stepstream.transports.ReadableTransport`. Two plugins
+    offering one scheme is an error naming both when that scheme is opened.
     """
 
 

@@ -28,6 +28,7 @@ LOAD_PLUGINS_ENV = "STEPSTREAM_LOAD_PLUGINS"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "stepstream.stores.memory",
     "stepstream.stores.sqlite",
+    "stepstream.transports.http",
     "stepstream.cli.commands",
     "stepstream.cli.remote",
 )
@@ -201,6 +202,10 @@ class PluginManager(pluggy.PluginManager):
     def store_schemes(self) -> Offered:
         """Store classes by URL scheme, as `register_stores` offers them."""
         return self.offered("register_stores", "store scheme")
+
+    def transport_schemes(self) -> Offered:
+        """Transport classes by URL scheme, as `register_transports` offers them."""
+        return self.offered("register_transports", "transport scheme")
 
     def pipelines(self) -> Offered:
         """Pipelines by name, as `register_pipelines` offers them."""

@@ -11,10 +11,12 @@ import anyio
 import click
 from rich.console import Console
 
-from ..errors import InputError, PipelineDefinitionError
+from ..errors import InputError, PipelineDefinitionError, PluginConflict
 from ..hookspecs import hookimpl
 from ..runtime.engine import Engine
 from ..runtime.jobs import DEFAULT_GRACE
+from ..transports import Transport, TransportError, open_transport
+from ..transports.publisher import publishing
 from .console import ConsoleReporter
 from .loader import LoadError, load_pipeline
 from .signals import EXIT_INTERRUPTED, cancel_on_interrupt
@@ -27,6 +29,36 @@ EXIT_FAILED = 1
 
 class InvalidInputs(click.ClickException):
     """Inputs that do not fit: a usage problem (exit 2), not a failed step (exit 1)."""
+
+    exit_code = 2
+
+
+class UrlList(click.ParamType):
+    """A URL option that also reads a comma-separated list from its environment variable."""
+
+    name = "URL"
+    envvar_list_splitter = ","
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        text = str(value).strip()
+        if not text:
+            self.fail("an empty URL", param, ctx)
+        return text
+
+
+def open_transports(plugins: PluginManager, urls: tuple[str, ...]) -> list[Transport]:
+    """The transports the URLs name; a bad one is a one-line usage error (exit 2)."""
+    try:
+        schemes = plugins.transport_schemes()
+        return [open_transport(url, schemes) for url in urls]
+    except (TransportError, PluginConflict) as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+class UsageProblem(click.ClickException):
+    """A bad option value: one line on stderr and exit code 2."""
 
     exit_code = 2
 
@@ -97,6 +129,24 @@ def _parse_inputs(pairs: tuple[str, ...], inputs_json: str | None) -> dict[str, 
     help="After Ctrl-C, how long a sync step that makes no Progress call may run on "
     "before it is abandoned.",
 )
+@click.option(
+    "--publish",
+    "publish",
+    multiple=True,
+    type=UrlList(),
+    metavar="URL",
+    envvar="STEPSTREAM_PUBLISH",
+    help="Send the execution's events to URL (http://server:8000, or a transport plugin's "
+    "scheme); repeatable, or comma separated in STEPSTREAM_PUBLISH.",
+)
+@click.option(
+    "--publish-timeout",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="At the end, how long to wait for events still on their way to --publish URLs.",
+)
 @click.pass_obj
 def run(
     plugins: PluginManager,
@@ -105,6 +155,8 @@ def run(
     inputs_json: str | None,
     show_traceback: bool,
     cancel_grace: float,
+    publish: tuple[str, ...],
+    publish_timeout: float,
 ) -> None:
     """Run a pipeline: TARGET is FILE.py:pipeline or module:pipeline."""
     try:
@@ -112,10 +164,24 @@ def run(
         inputs = _parse_inputs(pairs, inputs_json)
     except (LoadError, PipelineDefinitionError) as exc:
         raise click.ClickException(str(exc)) from None
+    transports = open_transports(plugins, publish)
     console = Console(stderr=True)
     engine = Engine(plugins=plugins, cancel_grace=cancel_grace)
 
     async def main() -> int:
+        async with publishing(engine, transports, flush_timeout=publish_timeout) as publishers:
+            code = await execute()
+        for publisher in publishers:
+            if publisher.left or publisher.dropped:
+                console.print(
+                    f"[yellow]{publisher.left + publisher.dropped} events could not be "
+                    f"delivered to {publisher.where}[/]",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+        return code
+
+    async def execute() -> int:
         job = engine.create(pipeline, inputs)
 
         def cancel() -> None:

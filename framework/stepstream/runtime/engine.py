@@ -265,9 +265,15 @@ class Engine:
         """
         return subscribe(self.store, self._broadcaster, execution_id, after)
 
-    def watch(self, execution_ids: frozenset[str] | None = None) -> Subscription:
-        """Follow many executions at once: all of them, or only `execution_ids`."""
-        return self._broadcaster.watch(execution_ids)
+    def watch(
+        self, execution_ids: frozenset[str] | None = None, *, bounded: bool = True
+    ) -> Subscription:
+        """Follow many executions at once: all of them, or only `execution_ids`.
+
+        A bounded watch that falls `WATCH_BUFFER` events behind ends with
+        SubscriptionOverflow; an unbounded one keeps every lifecycle event.
+        """
+        return self._broadcaster.watch(execution_ids, bounded=bounded)
 
     def subscriber_count(self, execution_id: str | None = None) -> int:
         """Live subscriptions, of one execution or in all."""

@@ -137,9 +137,11 @@ class Broadcaster:
             channel.followed = True
         return subscription
 
-    def watch(self, execution_ids: frozenset[str] | None = None) -> Subscription:
+    def watch(
+        self, execution_ids: frozenset[str] | None = None, *, bounded: bool = True
+    ) -> Subscription:
         """A subscription to the events of all executions, or only of `execution_ids`."""
-        subscription = Subscription(unsubscribe=self._unsubscribe)
+        subscription = Subscription(unsubscribe=self._unsubscribe, bounded=bounded)
         with self._lock:
             self.watchers = (*self.watchers, (subscription, execution_ids))
             self._refollow()

@@ -35,8 +35,10 @@ class Subscription:
     """Async iterator over events; a single-execution one ends after the terminal event.
 
     Without `execution_id` it follows every execution it is fed (a watcher), holding
-    at most `WATCH_BUFFER` queued items. It may be made on any thread; it belongs to
-    the event loop that first reads it.
+    at most `WATCH_BUFFER` queued items unless made `bounded=False` (a transport's
+    sender, which must not lose lifecycle events: its queue grows by those only,
+    progress being coalesced). It may be made on any thread; it belongs to the
+    event loop that first reads it.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class Subscription:
         *,
         unsubscribe: Callable[[Subscription], None],
         execution_id: str | None = None,
+        bounded: bool = True,
     ) -> None:
         self.execution_id = execution_id
         self.status: StatusEvent | None = None
@@ -56,7 +59,7 @@ class Subscription:
         self._loop_thread = 0
         self._unsubscribe: Callable[[Subscription], None] | None = unsubscribe
         self._single = execution_id is not None
-        self._limit = sys.maxsize if self._single else WATCH_BUFFER
+        self._limit = WATCH_BUFFER if bounded and not self._single else sys.maxsize
         self._ended = False
         self._overflow: SubscriptionOverflow | None = None
         self._replay: deque[Event] = deque()
@@ -137,6 +140,19 @@ class Subscription:
                     self._loop_thread = threading.get_ident()
                 self._waiter = loop.create_future()
             return None
+
+    async def take(self, limit: int) -> list[Event]:
+        """The next event (waiting for it), and as many more as are queued, up to `limit`.
+
+        Empty once the subscription has ended.
+        """
+        taken: list[Event] = []
+        async for event in self:
+            taken.append(event)
+            break
+        while len(taken) < limit and not self._ended and (event := self._pop()) is not None:
+            taken.append(event)
+        return taken
 
     def __aiter__(self) -> Subscription:
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Router
 
 from ..streams import progress_stream, watch_stream
+from .events import receive_events
 from .executions import ExecutionController
 from .health import health
 from .pipelines import PipelineController
@@ -13,10 +14,16 @@ API_PREFIX = "/api/v1"
 
 
 def api_router() -> Router:
-    """`/api/v1`: executions, pipelines and both WebSocket streams."""
+    """`/api/v1`: executions, pipelines, the ingest route and both WebSocket streams."""
     return Router(
         API_PREFIX,
-        route_handlers=[ExecutionController, PipelineController, progress_stream, watch_stream],
+        route_handlers=[
+            ExecutionController,
+            PipelineController,
+            receive_events,
+            progress_stream,
+            watch_stream,
+        ],
     )
 
 

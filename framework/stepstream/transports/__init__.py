@@ -1,0 +1,103 @@
+"""Transports: how an execution's events leave the process that runs it and reach others.
+
+A transport is a plugin chosen by URL scheme (`register_transports`), as stores
+are. Every transport can publish batches of `Envelope`s; one that can be read
+(a broker) also yields them to a subscriber from a position it keeps. What
+travels is the wire format of `model.events`; `wire.py` encodes and decodes it.
+`Publisher` sends an engine's events off the hot path; `Subscriber` brings a
+readable transport's events into an engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+from ..errors import StepstreamError
+from ..model.events import Envelope
+
+
+class TransportError(StepstreamError):
+    """A transport cannot be opened, or could not deliver now; the message says which and why."""
+
+
+class TransportRejected(TransportError):
+    """The receiver refused a batch as malformed: sending it again would not help."""
+
+
+class Gap(msgspec.Struct, frozen=True):
+    """A receiver misses the events of an execution after `have` (0: it does not know it)."""
+
+    execution_id: str
+    have: int
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Carries envelopes from this process to others."""
+
+    url: str  # as given, for messages; `redacted` hides a password in it
+
+    @classmethod
+    def from_url(cls, url: str) -> Transport:
+        """Open the transport a URL names; TransportError saying what is wrong with it."""
+        ...
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> list[Gap]:
+        """Deliver a batch, in order; TransportError when it could not (the sender retries).
+
+        Returns the gaps a receiver reported, if the transport can tell (a server
+        answering over HTTP can; a broker cannot).
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; what was not delivered is the sender's to count."""
+        ...
+
+
+class Delivery(Protocol):
+    """A batch read from a transport, acknowledged once the reader has kept it."""
+
+    envelopes: list[Envelope]
+
+    async def ack(self) -> None:
+        """Move the reader's kept position past this batch."""
+        ...
+
+
+@runtime_checkable
+class ReadableTransport(Transport, Protocol):
+    """A transport a subscriber can read from: a broker keeping what was published."""
+
+    def read(self) -> AsyncIterator[Delivery]:
+        """Batches from the position this reader kept, then live ones, until closed."""
+        ...
+
+    async def backfill(self, execution_id: str, after: int) -> list[Envelope]:
+        """What the transport still holds of an execution after seq `after`, for a gap."""
+        ...
+
+
+def open_transport(url: str, schemes: Mapping[str, type[Transport]]) -> Transport:
+    """Open the transport a URL names, e.g. `http://server:8000` or `redis://host/0`."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        known = ", ".join(f"{s}://" for s in sorted(schemes)) or "none"
+        raise TransportError(f"transport URL {url!r} has no scheme (installed: {known})")
+    transport_class = schemes.get(scheme)
+    if transport_class is None:
+        known = ", ".join(f"{s}://" for s in sorted(schemes)) or "none"
+        raise TransportError(f"no transport plugin handles {scheme}:// (installed: {known})")
+    return transport_class.from_url(url)
+
+
+def redacted(url: str) -> str:
+    """A URL fit for a log line: a password in it becomes `***`."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"

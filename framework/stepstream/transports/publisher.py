@@ -1,0 +1,219 @@
+"""The publisher: sends the events of the executions this process runs to one transport.
+
+It reads an unbounded watch of the engine on its own task, so the pipeline never
+waits for the network: while the transport is slow or down, progress events
+wait coalesced (one per execution, carrying the step changes they replaced) and
+lifecycle events queue in order, never dropped while the process lives. A
+batch that could not be delivered is retried with exponential backoff and
+jitter; one the receiver refuses as malformed is dropped and counted. With no
+event to send for `heartbeat` seconds, the latest event of each running
+execution is sent again, so a receiver can tell a quiet step from a vanished
+worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+
+from ..model.events import TERMINAL_EVENTS, Envelope, Event
+from ..tracking.recorder import this_process
+from . import Gap, Transport, TransportError, TransportRejected, redacted
+
+if TYPE_CHECKING:
+    from ..runtime.engine import Engine
+
+log = logging.getLogger("stepstream.transports")
+
+BATCH = 500  # events per publish at most
+HEARTBEAT = 15.0  # seconds of silence before the running executions' latest events are resent
+FIRST_RETRY, LAST_RETRY = 0.2, 10.0  # seconds: the backoff's range
+
+
+class Publisher:
+    """Carries this engine's executions to `transport`; start `run` on a task, then `flush`."""
+
+    def __init__(
+        self, engine: Engine, transport: Transport, *, heartbeat: float = HEARTBEAT
+    ) -> None:
+        self.engine = engine
+        self.transport = transport
+        self.heartbeat = heartbeat
+        self.delivered = 0  # events the transport accepted
+        self.dropped = 0  # events a receiver refused as malformed: never delivered
+        self.left = 0  # events still undelivered when `publishing` gave up waiting
+        self._watch = engine.watch(bounded=False)  # before any execution it carries exists
+        self._sent: dict[str, Envelope] = {}  # per execution: the last envelope delivered
+        self._ours: dict[str, bool] = {}  # per execution: does it run in this process?
+        self._in_flight = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    @property
+    def where(self) -> str:
+        """The transport's URL, fit for a message."""
+        return redacted(self.transport.url)
+
+    @property
+    def undelivered(self) -> int:
+        """Events waiting or being retried: what is lost if the process ends now."""
+        return self._watch.pending + self._in_flight
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Send until cancelled."""
+        task_status.started()
+        try:
+            while True:
+                events: list[Event] = []
+                with anyio.move_on_after(self.heartbeat):
+                    events = await self._watch.take(BATCH)
+                if events:
+                    await self._send(self._envelopes(events))
+                else:
+                    await self._send(self._heartbeats(), heartbeat=True)
+        finally:
+            self._watch.close()
+
+    async def flush(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for everything queued to be delivered; what is left."""
+        with anyio.move_on_after(timeout):
+            while self.undelivered:
+                await anyio.sleep(0.01)
+        return self.undelivered
+
+    def _envelopes(self, events: list[Event]) -> list[Envelope]:
+        envelopes = []
+        for event in events:
+            execution_id = event.execution_id
+            if not self._runs_here(execution_id):
+                continue
+            previous = self._sent.get(execution_id)
+            envelopes.append(
+                Envelope(
+                    event=event,
+                    after=previous.event.seq if previous else 0,
+                    record=None if previous else self.engine.get(execution_id),
+                )
+            )
+            self._sent[execution_id] = envelopes[-1]
+        return envelopes
+
+    def _runs_here(self, execution_id: str) -> bool:
+        """Only what this process runs is sent: what it received came from elsewhere."""
+        ours = self._ours.get(execution_id)
+        if ours is None:
+            ours = self._ours[execution_id] = self.engine.get(execution_id).origin == this_process()
+        return ours
+
+    def _heartbeats(self) -> list[Envelope]:
+        return [
+            Envelope(event=sent.event, after=sent.after)
+            for sent in self._sent.values()
+            if not isinstance(sent.event, TERMINAL_EVENTS)
+        ]
+
+    async def _send(
+        self, envelopes: list[Envelope], *, heartbeat: bool = False, refill: bool = False
+    ) -> None:
+        """Deliver, retrying with backoff until it works; then ask for what a receiver misses."""
+        if not envelopes:
+            return
+        self._in_flight = 0 if heartbeat else len(envelopes)
+        attempt = 0
+        try:
+            while True:
+                try:
+                    gaps = await self.transport.publish(envelopes)
+                    break
+                except TransportRejected as exc:
+                    self.dropped += len(envelopes)
+                    log.error("%s refused %d events: %s", self.where, len(envelopes), exc)
+                    return
+                except TransportError as exc:
+                    if attempt == 0:
+                        log.warning("cannot publish to %s (%s); retrying", self.where, exc)
+                    attempt += 1
+                    await anyio.sleep(_backoff(attempt))
+            if attempt:
+                log.warning("publishing to %s again after %d retries", self.where, attempt)
+        finally:
+            self._in_flight = 0
+        if not heartbeat:
+            self.delivered += len(envelopes)
+            for envelope in envelopes:
+                if isinstance(envelope.event, TERMINAL_EVENTS):
+                    self._sent.pop(envelope.event.execution_id, None)
+                    self._ours.pop(envelope.event.execution_id, None)
+        if gaps and refill:
+            log.error("%s still misses events after a refill: %s", self.where, gaps)
+        elif gaps:
+            await self._fill(gaps)
+
+    async def _fill(self, gaps: Sequence[Gap]) -> None:
+        """Send again, from this process's own store, what a receiver says it misses."""
+        for gap in gaps:
+            events = self.engine.events(gap.execution_id, gap.have)
+            if not events:
+                continue
+            log.warning(
+                "%s misses events of %s after %d; sending %d again",
+                self.where,
+                gap.execution_id,
+                gap.have,
+                len(events),
+            )
+            first = events[0]
+            refill = [
+                Envelope(
+                    event=first,
+                    after=gap.have,
+                    record=None if gap.have else self.engine.get(gap.execution_id),
+                )
+            ]
+            refill += [
+                Envelope(event=e, after=before.seq) for before, e in itertools.pairwise(events)
+            ]
+            await self._send(refill, refill=True)
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential, capped, with jitter so many workers do not retry in step."""
+    return min(LAST_RETRY, FIRST_RETRY * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+
+
+@asynccontextmanager
+async def publishing(
+    engine: Engine, transports: Sequence[Transport], *, flush_timeout: float
+) -> AsyncIterator[list[Publisher]]:
+    """Publish the engine's executions to each transport while the block runs.
+
+    On leaving, waits up to `flush_timeout` seconds in all for what is queued to be
+    delivered (each publisher's `left` says what was not), then closes them.
+    """
+    publishers = [Publisher(engine, transport) for transport in transports]
+    try:
+        async with anyio.create_task_group() as senders:
+            for publisher in publishers:
+                await senders.start(publisher.run)
+            try:
+                yield publishers
+            finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(flush_timeout):
+                    for publisher in publishers:
+                        await publisher.flush(flush_timeout)
+                for publisher in publishers:
+                    publisher.left = publisher.undelivered
+                senders.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            for transport in transports:
+                await transport.aclose()

@@ -1,0 +1,149 @@
+"""Events from another process: started from a snapshot, applied once, in order, gaps caught."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from stepstream import (
+    Engine,
+    Envelope,
+    ExecutionRecord,
+    Origin,
+    Pipeline,
+    Progress,
+    ProgressEvent,
+    ProgressSnapshot,
+    Receipt,
+    StartedEvent,
+)
+from stepstream.stores.sqlite import SqliteStore
+from stepstream.transports.wire import decode_batch, encode_batch
+
+from fw_support import RecordingStore
+
+pytestmark = pytest.mark.anyio
+
+
+def _pipeline() -> Pipeline:
+    p = Pipeline("elsewhere")
+
+    @p.step
+    def first(progress: Progress, n: int = 3) -> int:
+        for _ in progress.iter(range(n)):
+            pass
+        return n
+
+    @p.step(weight=2)
+    def second(n: int) -> int:
+        return n * 2
+
+    return p
+
+
+async def _worker_events() -> tuple[list[Envelope], ExecutionRecord]:
+    """What a worker's publisher would send for one run: every event, chained, first with a
+    snapshot of the record as created."""
+    store = RecordingStore()
+    worker = Engine(store=store, load_entrypoints=False, progress_interval=0)
+    job = worker.create(_pipeline(), {"n": 4})
+    created = worker.get(job.execution_id)
+    await worker.execute(job)
+    events = store.all_events(job.execution_id)
+    envelopes = [Envelope(event=events[0], record=created)]
+    envelopes += [Envelope(event=e, after=b.seq) for b, e in itertools.pairwise(events)]
+    return envelopes, worker.get(job.execution_id)
+
+
+async def test_a_receiver_ends_with_the_workers_record_whatever_is_sent_twice() -> None:
+    envelopes, final = await _worker_events()
+    server = Engine(load_entrypoints=False)
+    receipts = [server.receive(e) for e in envelopes]
+    assert set(receipts) == {Receipt.APPLIED}
+    assert [server.receive(e) for e in envelopes] == [Receipt.DUPLICATE] * len(envelopes)
+    assert server.get(final.execution_id) == final
+    assert final.origin == Origin(host=os.uname().nodename, pid=os.getpid())
+
+
+async def test_a_gap_is_not_applied_and_an_unknown_execution_needs_its_record() -> None:
+    envelopes, _ = await _worker_events()
+    server = Engine(load_entrypoints=False)
+    bare = Envelope(event=envelopes[0].event)
+    assert server.receive(bare) is Receipt.UNKNOWN
+    assert server.receive(envelopes[0]) is Receipt.APPLIED
+    assert server.receive(envelopes[2]) is Receipt.GAP  # the one before it never arrived
+    execution_id = envelopes[0].event.execution_id
+    assert server.get(execution_id).last_seq == envelopes[0].event.seq
+    assert all(server.receive(e) is Receipt.APPLIED for e in envelopes[1:])
+
+
+async def test_a_late_snapshot_starts_the_record_where_it_stood(tmp_path: Path) -> None:
+    """A sender that began after the execution did sends its record as it is by then."""
+    envelopes, final = await _worker_events()
+    store = SqliteStore(tmp_path / "s.db")
+    server = Engine(store=store, load_entrypoints=False)
+    late = Envelope(event=envelopes[2].event, record=final)
+    assert server.receive(late) is Receipt.APPLIED
+    store.flush()
+    assert server.get(final.execution_id) == final
+    assert server.receive(envelopes[-1]) is Receipt.DUPLICATE
+    store.close()
+
+
+async def test_step_changes_coalesced_away_still_reach_the_receiver() -> None:
+    """A queue sent only the last progress event of a step, carrying the earlier changes."""
+    envelopes, final = await _worker_events()
+    progress = [e for e in envelopes if type(e.event) is ProgressEvent]
+    last = progress[-1].event
+    carried = [s for e in progress[:-1] for s in ([e.event.step] if e.event.step else [])]
+    coalesced = msgspec.structs.replace(last, steps=carried)
+    lifecycle = [e for e in envelopes if type(e.event) is not ProgressEvent]
+    started = next(e for e in lifecycle if type(e.event) is StartedEvent)
+    server = Engine(load_entrypoints=False)
+    assert server.receive(lifecycle[0]) is Receipt.APPLIED
+    assert server.receive(Envelope(event=started.event, after=lifecycle[0].event.seq))
+    assert server.receive(Envelope(event=coalesced, after=started.event.seq)) is Receipt.APPLIED
+    assert server.get(final.execution_id).steps == final.steps
+
+
+async def test_an_execution_whose_worker_goes_silent_ends_failed_saying_so() -> None:
+    envelopes, _ = await _worker_events()
+    server = Engine(load_entrypoints=False)
+    for envelope in envelopes[:3]:
+        server.receive(envelope)
+    execution_id = envelopes[0].event.execution_id
+    assert server.fail_silent(3600) == []
+    assert server.fail_silent(0) == [execution_id]
+    record = server.get(execution_id)
+    assert record.status == "failed"
+    assert record.error is not None and record.error.type == "WorkerLost"
+    assert f"pid {os.getpid()}" in record.error.message
+    late = envelopes[3]
+    assert server.receive(late) is Receipt.DUPLICATE  # a vanished worker cannot undo it
+
+
+def test_the_wire_skips_event_types_a_newer_worker_sends(caplog: pytest.LogCaptureFixture) -> None:
+    event = StartedEvent(
+        execution_id="exec_x",
+        seq=2,
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        progress=ProgressSnapshot(
+            current_step=0, total_steps=1, percentage=0.0, current_step_name="a"
+        ),
+    )
+    body = encode_batch([Envelope(event=event, after=1)])
+    newer = body.replace(b'"type":"started"', b'"type":"retried"', 1)
+    with caplog.at_level(logging.WARNING, logger="stepstream.transports"):
+        assert decode_batch(newer) == []
+        assert decode_batch(newer) == []  # said once per type, not per event
+    assert caplog.text.count("'retried'") == 1
+    assert decode_batch(body)[0].event == event
+    broken = body.replace(b'"seq":2', b'"seq":"two"', 1)
+    with pytest.raises(msgspec.ValidationError):
+        decode_batch(broken)
