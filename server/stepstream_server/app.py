@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any, TypeVar
@@ -15,6 +15,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
 from stepstream import Engine, StoreError
+from stepstream.transports import ReadableTransport, Transport
+from stepstream.transports.publisher import publishing
+from stepstream.transports.subscriber import Subscriber
 
 from .api import api_router, health
 from .auth import bearer_auth, public_routes, public_trees
@@ -42,13 +45,19 @@ def create_app(
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     retention: Retention | None = None,
     prune_interval: float = PRUNE_INTERVAL,
+    publish: Sequence[Transport] = (),
+    subscribe: Sequence[ReadableTransport] = (),
+    publish_timeout: float = 5.0,
 ) -> Litestar:
     """Serve `engine` over HTTP and WebSocket; executions run while the app runs.
 
     The app's lifespan enters the engine, so leaving it (server shutdown)
     cancels running executions and their records end `cancelled`. With a
     `retention`, the store is pruned at start and every `prune_interval` seconds.
-    Plugins add routes (`register_routes`) and wrap the app (`asgi_wrapper`).
+    What the engine runs is sent to each `publish` transport (flushed for at most
+    `publish_timeout` seconds at shutdown); what each `subscribe` transport
+    carries from elsewhere is received into it. Plugins add routes
+    (`register_routes`) and wrap the app (`asgi_wrapper`).
     """
     plugins = engine.plugins
     add_server_hookspecs(plugins)
@@ -57,11 +66,22 @@ def create_app(
     @asynccontextmanager
     async def run_engine(app: Litestar) -> AsyncIterator[None]:
         off_loop.start()
-        async with engine, anyio.create_task_group() as tasks:
-            if retention is not None:
-                tasks.start_soon(prune_forever, engine.store, retention, prune_interval)
-            yield
-            tasks.cancel_scope.cancel()
+        try:
+            async with (
+                publishing(engine, publish, flush_timeout=publish_timeout),
+                engine,
+                anyio.create_task_group() as tasks,
+            ):
+                if retention is not None:
+                    tasks.start_soon(prune_forever, engine.store, retention, prune_interval)
+                for transport in subscribe:
+                    await tasks.start(Subscriber(engine, transport).run)
+                yield
+                tasks.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for transport in subscribe:
+                    await transport.aclose()
 
     app = Litestar(
         route_handlers=[api_router(), health, *dashboard_routes()],
