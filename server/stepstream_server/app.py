@@ -15,7 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
 from stepstream import Engine, StoreError
-from stepstream.transports import ReadableTransport, Transport
+from stepstream.transports import CancelRelay, ReadableTransport, Transport
 from stepstream.transports.publisher import publishing
 from stepstream.transports.subscriber import Subscriber
 
@@ -76,6 +76,8 @@ def create_app(
                     tasks.start_soon(prune_forever, engine.store, retention, prune_interval)
                 for transport in subscribe:
                     await tasks.start(Subscriber(engine, transport).run)
+                    if isinstance(transport, CancelRelay):
+                        engine.relay_cancels(transport)
                 yield
                 tasks.cancel_scope.cancel()
         finally:

@@ -36,6 +36,7 @@ from .runner import Runner
 if TYPE_CHECKING:
     from ..authoring.pipeline import Pipeline
     from ..tracking.subscriptions import Subscription
+    from ..transports import CancelRelay
 
 log = logging.getLogger("stepstream.engine")
 
@@ -90,6 +91,7 @@ class Engine:
         self._task_group: TaskGroup | None = None
         self._recovered = False
         self._heard: dict[str, float] = {}  # executions run elsewhere: when last heard of
+        self._cancel_relays: list[CancelRelay] = []
         self.stale_after = stale_after
 
     @property
@@ -195,15 +197,20 @@ class Engine:
     def cancel(self, execution_id: str) -> ExecutionRecord:
         """Stop an execution: a pending one ends at once, a running one at its next checkpoint.
 
-        Raises UnknownExecution, ExecutionFinished, or ExecutionElsewhere when
-        another process runs it.
+        One another process runs is asked to cancel through the transports given
+        to `relay_cancels` (its record changes when that process reports it);
+        without one, ExecutionElsewhere. Raises UnknownExecution, ExecutionFinished.
         """
         record = self.get(execution_id)
         if record.finished:
             raise ExecutionFinished(execution_id, record.status)
         job = self._jobs.get(execution_id)
         if job is None:
-            raise ExecutionElsewhere(execution_id, record.status)
+            if not self._cancel_relays or self._task_group is None:
+                raise ExecutionElsewhere(execution_id, record.status)
+            for relay in self._cancel_relays:  # the process running it hears, and cancels
+                self._task_group.start_soon(relay.request_cancel, execution_id)
+            return record
         if job.started:
             job.cancel()
         else:
@@ -285,6 +292,10 @@ class Engine:
         Raises UnknownExecution for an execution the store does not hold.
         """
         return self._recorder.ingest(event)
+
+    def relay_cancels(self, relay: CancelRelay) -> None:
+        """Forward cancels of executions run elsewhere through `relay` (a subscribed broker)."""
+        self._cancel_relays.append(relay)
 
     def receive(self, envelope: Envelope) -> Receipt:
         """Apply an event a transport brought from another process (see `Envelope`).

@@ -81,6 +81,24 @@ class ReadableTransport(Transport, Protocol):
         ...
 
 
+@runtime_checkable
+class CancelRelay(Protocol):
+    """A transport that also carries cancel requests to the process running an execution.
+
+    A server holding it (subscribed) forwards `POST .../cancel` of an execution run
+    elsewhere; a worker publishing through it hears them and cancels, so the step's
+    next Progress call raises as for a local cancel.
+    """
+
+    async def request_cancel(self, execution_id: str) -> None:
+        """Ask whichever process runs `execution_id` to cancel it."""
+        ...
+
+    def cancel_requests(self) -> AsyncIterator[str]:
+        """Ids of executions this process was asked to cancel, as requests arrive."""
+        ...
+
+
 def open_transport(url: str, schemes: Mapping[str, type[Transport]]) -> Transport:
     """Open the transport a URL names, e.g. `http://server:8000` or `redis://host/0`."""
     scheme, sep, _ = url.partition("://")

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 
+from ..errors import StepstreamError
 from ..model.events import TERMINAL_EVENTS, Envelope, Event
 from ..tracking.recorder import this_process
-from . import Gap, Transport, TransportError, TransportRejected, redacted
+from . import CancelRelay, Gap, Transport, TransportError, TransportRejected, redacted
 
 if TYPE_CHECKING:
     from ..runtime.engine import Engine
@@ -71,6 +72,21 @@ class Publisher:
     ) -> None:
         """Send until cancelled."""
         task_status.started()
+        async with anyio.create_task_group() as tasks:
+            if isinstance(self.transport, CancelRelay):
+                tasks.start_soon(self._hear_cancels, self.transport)
+            await self._send_forever()
+            tasks.cancel_scope.cancel()
+
+    async def _hear_cancels(self, relay: CancelRelay) -> None:
+        """Cancel what runs here when another process (a server) asks for it."""
+        async for execution_id in relay.cancel_requests():
+            try:
+                self.engine.cancel(execution_id)
+            except StepstreamError as exc:  # unknown here, finished, or not run here
+                log.info("cancel of %s from %s not applied: %s", execution_id, self.where, exc)
+
+    async def _send_forever(self) -> None:
         try:
             while True:
                 events: list[Event] = []
