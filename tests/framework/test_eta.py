@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from stepstream import Engine, Pipeline
+from stepstream import Engine, Pipeline, Progress
 from stepstream.model.events import StartedEvent
 
 STEP_SECONDS = (0.3, 0.6, 0.3)
@@ -82,3 +82,62 @@ async def test_history_survives_a_new_engine_on_the_same_store(tmp_path) -> None
     started = events[1]
     assert isinstance(started, StartedEvent)
     assert started.progress.eta_seconds == pytest.approx(sum(STEP_SECONDS), rel=0.3)
+
+
+def _counting(*, then_quick: bool = True) -> Pipeline:
+    """One step over `n` items of `pause` seconds each, then (maybe) a quick second step."""
+    pipeline = Pipeline("counting")
+
+    @pipeline.step
+    def count(progress: Progress, n: int = 10, pause: float = 0.01) -> int:
+        for _ in progress.iter(range(n)):
+            time.sleep(pause)
+        return n
+
+    if then_quick:
+
+        @pipeline.step
+        def done(n: int) -> int:
+            return n
+
+    return pipeline
+
+
+async def _etas(engine: Engine, pipeline: Pipeline, inputs: dict) -> tuple[list, float]:
+    """(seconds since start, ETA, percentage) of every progress event, and the run's length."""
+    seen: list[tuple[float, float | None, float]] = []
+    async with engine:
+        record = engine.submit(pipeline, inputs)
+        began = time.perf_counter()
+        async with engine.subscribe(record.execution_id, after=0) as events:
+            async for event in events:
+                progress = getattr(event, "progress", None)
+                if progress is not None:
+                    seen.append(
+                        (time.perf_counter() - began, progress.eta_seconds, progress.percentage)
+                    )
+        return seen, time.perf_counter() - began
+
+
+@pytest.mark.anyio
+async def test_history_of_runs_with_other_inputs_is_scaled_by_the_pace() -> None:
+    """Ten quick items last time, fifty now: the ETA follows this run, not the last one."""
+    pipeline = _counting()
+    engine = Engine(load_entrypoints=False, progress_interval=0.02)
+    await engine.run(pipeline, {"n": 10, "pause": 0.01})
+    seen, total = await _etas(engine, pipeline, {"n": 50, "pause": 0.02})
+    middle = [(at, eta) for at, eta, pct in seen if 30 <= pct <= 45 and eta is not None]
+    assert middle, seen
+    for at, eta in middle:
+        assert abs(eta - (total - at)) < 0.25 * total, (at, eta, total, seen)
+
+
+@pytest.mark.anyio
+async def test_without_history_there_is_no_eta_until_a_step_has_a_rate() -> None:
+    engine = Engine(load_entrypoints=False, progress_interval=0.02)
+    seen, total = await _etas(engine, _counting(then_quick=False), {"n": 40, "pause": 0.02})
+    assert seen[0][1] is None  # started: nothing to base an ETA on
+    late = [(at, eta) for at, eta, pct in seen if 20 <= pct <= 40]
+    assert late and all(eta is not None for _, eta in late), seen
+    for at, eta in late:
+        assert abs(eta - (total - at)) < 0.25 * total, (at, eta, total)

@@ -1,18 +1,8 @@
 """Step durations of past executions, so an ETA exists from an execution's first second.
 
-With history (the median recorded duration of each step over the pipeline's
-last `KEEP` completed executions), the ETA is
-
-    medians of the steps after the running one
-    + the running step's time to go:
-        no item counts yet:  max(0, median - time in the step so far)
-        a fraction f done:   planned + (live - planned) * f, where
-                             planned = median * (1 - f)
-                             live = time in the step * (1 - f) / f
-
-so it is pure history when a step starts and follows the step's own rate as
-its items pass. Without history for every step it is the live estimate:
-elapsed time * (100 - percentage) / percentage.
+History is the median recorded duration of each step over the pipeline's last
+`KEEP` completed executions; `estimates.py` says how the ETA uses it (scaled by
+the execution's pace, trusted less as the running step's own items pass).
 
 Keeping history must not cost the steps anything: a finished execution adds a
 reference to its step list (O(1)); medians are computed when an execution

@@ -304,7 +304,8 @@ class LiveExecution:
                 current_step=last,
                 current_step_name=estimate.names[last],
                 percentage=100.0,
-                eta_seconds=0.0,
+                eta_seconds=None,
+                rate=None,
                 elapsed_seconds=estimate.elapsed(),
             )
             return CompletedEvent(
@@ -314,6 +315,8 @@ class LiveExecution:
                 progress=progress,
                 outputs=bounded_outputs(outputs, self._recorder.max_output_bytes),
             )
+        if progress is not None:  # a finished execution has no time left, nor a live rate
+            progress = msgspec.structs.replace(progress, eta_seconds=None, rate=None)
         if status == "failed":
             return FailedEvent(
                 execution_id=execution_id,
