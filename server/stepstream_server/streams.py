@@ -11,6 +11,7 @@ other clients.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 import anyio
@@ -122,10 +123,13 @@ async def progress_stream(
         message = f"after must be a sequence number (an integer >= 0), got {raw_after!r}"
         await _refuse(socket, execution_id, message, CLOSE_BAD_REQUEST)
         return
+    logs = _wants_logs(socket)
     try:
         # Shielded: a subscription made must reach the `finally` below that frees it.
         with anyio.CancelScope(shield=True):
-            subscription = await off_loop(engine.subscribe, execution_id, after)
+            subscription = await off_loop(
+                functools.partial(engine.subscribe, execution_id, after, logs=logs)
+            )
     except UnknownExecution as exc:
         await _refuse(socket, execution_id, str(exc), CLOSE_UNKNOWN_EXECUTION)
         return
@@ -135,6 +139,11 @@ async def progress_stream(
                 await _close(socket, CLOSE_NORMAL)
     finally:
         subscription.close()
+
+
+def _wants_logs(socket: WebSocket) -> bool:
+    """`?logs=1`: captured lines come too, as `log` messages; seed clients never ask."""
+    return socket.query_params.get("logs", "").lower() in ("1", "true", "yes")
 
 
 def _parse_ids(raw: str | None) -> list[str]:
@@ -198,7 +207,7 @@ async def watch_stream(
     ids = _parse_ids(socket.query_params.get("ids"))
     # Subscribe before reading the statuses so nothing falls between the two;
     # the watch drops what a status already covers.
-    watch = engine.watch(frozenset(ids) if ids else None)
+    watch = engine.watch(frozenset(ids) if ids else None, logs=_wants_logs(socket))
     try:
         statuses_then_events = _statuses_then_events(watch, engine, off_loop, ids)
         async with contextlib.aclosing(statuses_then_events) as events:

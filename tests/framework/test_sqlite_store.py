@@ -1193,10 +1193,10 @@ class HeldCommits(SqliteStore):
         if type(event) is CompletedEvent:
             self.ended.set()
 
-    def _commit(self, batch: dict[str, Any]) -> dict[str, Event | None]:
+    def _commit(self, batch: dict[str, Any], lines: dict[str, Any]) -> dict[str, Event | None]:
         if any(type(e) is CompletedEvent for tail in batch.values() for e in tail.events):
             self.hold.wait(20)
-        return super()._commit(batch)
+        return super()._commit(batch, lines)
 
 
 @pytest.mark.anyio

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -137,10 +138,24 @@ class ConsoleReporter:
             items_total=None,
             eta=None,
         )
+        shown = 0
         while True:
             record = self.engine.get(execution_id)
+            shown = self._print_logs(execution_id, shown)
             self.bars.update(task, **bar_fields(record.status, record.progress, record.finished))
             if record.finished:
+                self._print_logs(execution_id, shown)
                 self.bars.refresh()
                 return record
             await anyio.sleep(REFRESH_SECONDS)
+
+    def _print_logs(self, execution_id: str, after: int) -> int:
+        """Print the lines the steps printed or logged since `after`, above the bars."""
+        lines = self.engine.logs(execution_id, after)
+        for line in lines:
+            where = f"[dim]{line.step}[/] " if line.step else ""
+            level = f"{line.level} " if line.level else ""
+            self.bars.console.print(
+                f"{where}{level}{escape(line.message)}", highlight=False, soft_wrap=True
+            )
+        return lines[-1].n if lines else after

@@ -7,6 +7,7 @@ import logging
 import click
 
 from ..plugins import PluginManager, make_plugin_manager
+from ..tracking import logs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,10 +16,12 @@ from ..plugins import PluginManager, make_plugin_manager
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
     """Run pipelines and watch their progress."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    # The root logger lets INFO through, so a step's `logger.info(...)` is captured with
+    # its execution; the console handler shows warnings only, unless -v.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.INFO if verbose else logging.WARNING)
+        handler.addFilter(logs.outside_steps)
 
 
 def build_cli(plugins: PluginManager | None = None) -> click.Group:

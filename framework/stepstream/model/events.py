@@ -157,6 +157,29 @@ class ErrorEvent(Event, tag="error"):
     message: str
 
 
+LogStream = Literal["stdout", "stderr", "log"]
+
+
+class LogLine(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One line a step printed or logged; `n` numbers an execution's lines from 1."""
+
+    n: int
+    at: datetime
+    stream: LogStream
+    message: str
+    step: str | None = None
+    level: str | None = None  # for `log` lines: the logging level's name
+
+
+class LogEvent(Event, tag="log"):
+    """Lines captured from the steps: sent on a stream only to a client that asked (`?logs=1`).
+
+    Its `seq` is the execution's seq when the lines were sent; lines resume by `n`.
+    """
+
+    lines: list[LogLine]
+
+
 AnyEvent = (
     StatusEvent
     | StartedEvent
@@ -165,6 +188,7 @@ AnyEvent = (
     | FailedEvent
     | CancelledEvent
     | ErrorEvent
+    | LogEvent
 )
 TERMINAL_EVENTS = (CompletedEvent, FailedEvent, CancelledEvent)
 LIFECYCLE_EVENTS = (StatusEvent, StartedEvent, *TERMINAL_EVENTS)

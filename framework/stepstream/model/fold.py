@@ -18,6 +18,7 @@ from .events import (
     Event,
     ExecutionRecord,
     FailedEvent,
+    LogEvent,
     ProgressEvent,
     StartedEvent,
     StatusEvent,
@@ -112,6 +113,12 @@ def absorbing(event: ProgressEvent, previous: ProgressEvent) -> ProgressEvent:
     if event.step is not None:
         merged.pop(event.step.index, None)
     return msgspec.structs.replace(event, steps=list(merged.values()) or None)
+
+
+def joined(event: LogEvent, previous: LogEvent, keep: int) -> LogEvent:
+    """Two waiting batches of log lines as one, keeping the last `keep` lines."""
+    lines = [*previous.lines, *event.lines]
+    return msgspec.structs.replace(event, lines=lines[-keep:])
 
 
 def append_coalesced(log: list[Event], event: Event) -> bool:

@@ -20,7 +20,15 @@ from ..errors import (
     UnknownExecution,
     UnknownPipeline,
 )
-from ..model.events import Envelope, ErrorInfo, Event, ExecutionRecord, FailedEvent, Status
+from ..model.events import (
+    Envelope,
+    ErrorInfo,
+    Event,
+    ExecutionRecord,
+    FailedEvent,
+    LogLine,
+    Status,
+)
 from ..model.values import DEFAULT_MAX_OUTPUT_BYTES, Unstorable, storable
 from ..plugins import PluginManager, make_plugin_manager
 from ..stores import ExecutionStore, open_store
@@ -40,6 +48,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stepstream.engine")
 
+DEFAULT_LOG_LINES = 1000  # captured lines kept per execution
+
 
 class Engine:
     """Runs executions and keeps their records; use `async with Engine() as engine`.
@@ -55,7 +65,9 @@ class Engine:
     process sharing it recorded; `subscribe` and `watch` follow live events.
     Events from other processes arrive through `receive`; with `stale_after`, an
     execution run elsewhere that nothing is heard of for that many seconds ends
-    `failed` (its worker vanished).
+    `failed` (its worker vanished). With `capture_logs`, what steps print and log
+    (at the levels logging lets through) is kept per execution, its last
+    `keep_log_lines` lines, instead of reaching stdout (`logs`, `subscribe(logs=True)`).
     """
 
     def __init__(
@@ -69,6 +81,8 @@ class Engine:
         max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
         cancel_grace: float = DEFAULT_GRACE,
         stale_after: float | None = None,
+        capture_logs: bool = True,
+        keep_log_lines: int = DEFAULT_LOG_LINES,
     ) -> None:
         if progress_interval < 0:
             raise ValueError(f"progress_interval must be >= 0 seconds, got {progress_interval}")
@@ -85,7 +99,9 @@ class Engine:
         self._broadcaster = Broadcaster()
         self._history = StepHistory(store)
         self._recorder = Recorder(store, self._broadcaster, self._history, max_output_bytes)
-        self._runner = Runner(self.plugins.relay)
+        if keep_log_lines < 1:
+            raise ValueError(f"keep_log_lines must be at least 1, got {keep_log_lines}")
+        self._runner = Runner(self.plugins.relay, keep_log_lines if capture_logs else None)
         self._queue = ExecutionQueue(max_concurrent, self._load_history, self._run_queued)
         self._jobs: dict[str, Job] = {}
         self._task_group: TaskGroup | None = None
@@ -263,24 +279,37 @@ class Engine:
         """The execution created with this idempotency key, if any."""
         return self.store.by_idempotency_key(key)
 
-    def subscribe(self, execution_id: str, after: int | None = None) -> Subscription:
+    def logs(self, execution_id: str, after: int = 0) -> list[LogLine]:
+        """The captured lines kept with numbers above `after`; raises UnknownExecution."""
+        self.get(execution_id)
+        return self.store.logs(execution_id, after)
+
+    def subscribe(
+        self, execution_id: str, after: int | None = None, *, logs: bool = False
+    ) -> Subscription:
         """Follow one execution: `subscription.status` first, then every later event.
 
         With `after`, events with a greater seq are replayed before going live;
         without it, only the terminal event is replayed for a finished execution.
+        With `logs`, captured lines come too (LogEvent), those kept so far first.
         May read the store: call it off the event loop where that matters.
         """
-        return subscribe(self.store, self._broadcaster, execution_id, after)
+        return subscribe(self.store, self._broadcaster, execution_id, after, logs=logs)
 
     def watch(
-        self, execution_ids: frozenset[str] | None = None, *, bounded: bool = True
+        self,
+        execution_ids: frozenset[str] | None = None,
+        *,
+        bounded: bool = True,
+        logs: bool = False,
     ) -> Subscription:
         """Follow many executions at once: all of them, or only `execution_ids`.
 
         A bounded watch that falls `WATCH_BUFFER` events behind ends with
-        SubscriptionOverflow; an unbounded one keeps every lifecycle event.
+        SubscriptionOverflow; an unbounded one keeps every lifecycle event. With
+        `logs`, captured lines come too, as they are captured.
         """
-        return self._broadcaster.watch(execution_ids, bounded=bounded)
+        return self._broadcaster.watch(execution_ids, bounded=bounded, logs=logs)
 
     def subscriber_count(self, execution_id: str | None = None) -> int:
         """Live subscriptions, of one execution or in all."""

@@ -14,6 +14,7 @@ from ..model.events import ErrorInfo
 
 if TYPE_CHECKING:
     from ..authoring.pipeline import Pipeline
+    from ..tracking.logs import LogBuffer
     from ..tracking.recorder import LiveExecution
 
 
@@ -69,6 +70,7 @@ class Job:
         self.failure: StepFailed | None = None
         self.cancelled_at: float | None = None  # monotonic time of the first cancel
         self.abandoned = False
+        self.logs: LogBuffer | None = None  # what its steps print and log, when captured
 
     def cancel(self) -> None:
         """Ask the execution to stop; must be called from the event loop's thread."""

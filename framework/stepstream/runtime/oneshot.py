@@ -17,7 +17,7 @@ def run_pipeline(pipeline: Pipeline, inputs: dict[str, Any]) -> Any:
     """Run `pipeline` to its end in a new event loop; raise StepFailedError if a step failed."""
 
     async def main() -> Any:
-        engine = Engine(load_entrypoints=False)
+        engine = Engine(load_entrypoints=False, capture_logs=False)  # prints reach the terminal
         job = engine.create(pipeline, inputs)
         await engine.execute(job)
         if job.failure is not None:

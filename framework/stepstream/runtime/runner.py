@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
+from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from ..authoring.progress import Progress
 from ..errors import Cancelled
 from ..model.events import ErrorInfo, ExecutionRecord, Status
 from ..model.values import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS, clean_text
+from ..tracking import logs
 from .jobs import CancelIgnored, Job, StepFailed
 
 KEEP_WAIT = 5.0  # seconds `execution_finished` waits for the store to keep an ending
@@ -47,10 +49,15 @@ def error_info(exc: BaseException, step: Step | None = None) -> ErrorInfo:
 
 
 class Runner:
-    """Calls a pipeline's steps in order, recording each change, then firing its hook."""
+    """Calls a pipeline's steps in order, recording each change, then firing its hook.
 
-    def __init__(self, hook: Any) -> None:
+    With `keep_log_lines`, what steps print and log is captured (the last that
+    many lines of each execution kept); None leaves stdout and logging alone.
+    """
+
+    def __init__(self, hook: Any, keep_log_lines: int | None = None) -> None:
         self.hook = hook
+        self.keep_log_lines = keep_log_lines
 
     async def run(self, job: Job) -> tuple[Status, ErrorInfo | None]:
         """Run `job` to its end; `execution_finished` fires exactly once, whatever happens."""
@@ -59,6 +66,7 @@ class Runner:
         status: Status = "cancelled"
         error: ErrorInfo | None = None
         stop_poking = job.throttle.keep_fresh()
+        stop_capturing = self._capture(job)
         try:
             record = job.live.started()
             hook.execution_started(
@@ -84,10 +92,25 @@ class Runner:
         finally:
             job.scope = None
             stop_poking()
+            stop_capturing()
             if status != "completed":
                 job.outputs = None
             await self.finish(job, status, error)
         return status, error
+
+    def _capture(self, job: Job) -> Callable[[], None]:
+        """Send what this job's steps print and log to its own buffer; returns what ends it."""
+        if self.keep_log_lines is None:
+            return lambda: None
+        logs.install()
+        buffer = job.logs = logs.LogBuffer(job.live, self.keep_log_lines)
+        undo = logs.capturing(buffer)
+
+        def stop() -> None:
+            undo()
+            buffer.flush(end=True)
+
+        return stop
 
     async def finish(self, job: Job, status: Status, error: ErrorInfo | None = None) -> None:
         """Record the end of `job`, then tell the plugins once the store keeps it."""
@@ -192,6 +215,7 @@ class Runner:
         execution_id = job.execution_id
         steps = job.pipeline.steps
         throttle = job.throttle
+        capturing = job.logs is not None
         for index in range(start, stop):
             if throttle.cancelled:
                 raise Cancelled("execution cancelled")
@@ -200,15 +224,20 @@ class Runner:
                 execution_id=execution_id, step=step, index=index, progress=record_started(index)
             )
             began = perf_counter()
-            if index and step.takes_value_only:
-                try:
-                    value = step.fn(value)
-                except Cancelled:
-                    raise
-                except BaseException as exc:  # SystemExit too: a step must not stop the server
-                    self._fail(job, step, index, exc)
-            else:
-                value = self._call_sync(job, step, index, value)
+            in_step = logs.STEP.set(step.name) if capturing else None
+            try:
+                if index and step.takes_value_only:
+                    try:
+                        value = step.fn(value)
+                    except Cancelled:
+                        raise
+                    except BaseException as exc:  # SystemExit too: a step must not stop the server
+                        self._fail(job, step, index, exc)
+                else:
+                    value = self._call_sync(job, step, index, value)
+            finally:
+                if in_step is not None:
+                    logs.STEP.reset(in_step)
             duration = perf_counter() - began
             if throttle.cancelled:  # it returned, but after a cancel it never noticed
                 step_done(
@@ -248,12 +277,16 @@ class Runner:
         )
         kwargs, progress = self._arguments(job, step, index, value)
         began = perf_counter()
+        in_step = logs.STEP.set(step.name) if job.logs is not None else None
         try:
             value = await step.fn(**kwargs)
         except (Cancelled, KeyboardInterrupt, anyio.get_cancelled_exc_class()):
             raise
         except BaseException as exc:
             self._fail(job, step, index, exc)
+        finally:
+            if in_step is not None:
+                logs.STEP.reset(in_step)
         if progress is not None:
             progress._finish()
         duration = perf_counter() - began

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 from ..errors import StoreError
-from ..model.events import Event, ExecutionRecord, Status, StepState
+from ..model.events import Event, ExecutionRecord, LogLine, Status, StepState
 
 
 @runtime_checkable
@@ -37,6 +37,14 @@ class ExecutionStore(Protocol):
 
     def get(self, execution_id: str) -> ExecutionRecord | None:
         """The record as of the last appended event (the caller's to keep), or None."""
+        ...
+
+    def append_logs(self, execution_id: str, lines: list[LogLine], keep: int) -> None:
+        """Keep captured lines of an execution, dropping all but its last `keep` lines."""
+        ...
+
+    def logs(self, execution_id: str, after: int = 0) -> list[LogLine]:
+        """The kept lines numbered above `after`, in order."""
         ...
 
     def by_idempotency_key(self, key: str) -> ExecutionRecord | None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from ..hookspecs import hookimpl
-from ..model.events import Event, ExecutionRecord, Status
+from ..model.events import Event, ExecutionRecord, LogLine, Status
 from ..model.fold import append_coalesced, apply_event, copy_record
 from . import step_durations_of
 
@@ -27,6 +28,7 @@ class MemoryStore:
         self._logs: dict[str, list[Event]] = {}
         self._ids: list[str] = []
         self._keys: dict[str, str] = {}  # idempotency key: execution id
+        self._lines: dict[str, deque[LogLine]] = {}  # captured log lines, the last ones
         self._lock = threading.Lock()
 
     @classmethod
@@ -53,6 +55,17 @@ class MemoryStore:
         """A copy of the record: the store goes on folding events into its own."""
         record = self._records.get(execution_id)
         return None if record is None else copy_record(record)
+
+    def append_logs(self, execution_id: str, lines: list[LogLine], keep: int) -> None:
+        """Keep the lines, at most the last `keep` of the execution."""
+        kept = self._lines.get(execution_id)
+        if kept is None or kept.maxlen != keep:
+            kept = self._lines[execution_id] = deque(kept or (), maxlen=keep)
+        kept.extend(lines)
+
+    def logs(self, execution_id: str, after: int = 0) -> list[LogLine]:
+        """The kept lines numbered above `after`."""
+        return [line for line in self._lines.get(execution_id, ()) if line.n > after]
 
     def by_idempotency_key(self, key: str) -> ExecutionRecord | None:
         """The record created with this idempotency key, if it is still kept."""
@@ -120,6 +133,7 @@ class MemoryStore:
                 if key is not None:
                     del self._keys[key]
                 del self._logs[execution_id]
+                self._lines.pop(execution_id, None)
             self._ids = [i for i in self._ids if i not in doomed]
         return len(doomed)
 

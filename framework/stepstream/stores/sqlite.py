@@ -65,6 +65,7 @@ from ..model.events import (
     AnyEvent,
     Event,
     ExecutionRecord,
+    LogLine,
     Status,
     encode,
     record_decoder,
@@ -73,7 +74,7 @@ from ..model.fold import append_coalesced, apply_event, coalesced, copy_record, 
 
 log = logging.getLogger("stepstream.stores.sqlite")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x53545354  # "STST": marks the file as a stepstream store
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -99,13 +100,27 @@ CREATE TABLE events (
     data BLOB NOT NULL,
     PRIMARY KEY (execution_id, last_seq)
 );
+CREATE TABLE logs (
+    execution_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (execution_id, n)
+);
 """
-TABLES = frozenset({"executions", "events"})
+TABLES = frozenset({"executions", "events"})  # "logs" came with version 3
 # Each step takes a file from the version before it to the next; a file is migrated on open.
 MIGRATIONS = {
     1: """
 ALTER TABLE executions ADD COLUMN idempotency_key TEXT;
 CREATE INDEX executions_by_key ON executions (idempotency_key) WHERE idempotency_key IS NOT NULL;
+""",
+    2: """
+CREATE TABLE logs (
+    execution_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (execution_id, n)
+);
 """,
 }
 READERS_KEPT = 4  # idle read connections kept for reuse; more are opened while threads need them
@@ -113,6 +128,7 @@ PRUNE_BATCH = 500  # executions deleted per transaction, so the writer's flushes
 FINISHED_CACHE = 1024  # decoded finished records kept for polls: a 1,000-step one takes ~0.5 ms
 
 chunk_decoder = msgspec.json.Decoder(list[AnyEvent])
+line_decoder = msgspec.json.Decoder(LogLine)
 
 
 class _StepTime(msgspec.Struct):
@@ -161,6 +177,20 @@ class _Tail:
             self.visible = older.record
 
 
+class _Lines:
+    """One execution's captured lines waiting to be written, and how many of its lines to keep."""
+
+    __slots__ = ("keep", "lines")
+
+    def __init__(self, keep: int) -> None:
+        self.lines: list[LogLine] = []
+        self.keep = keep
+
+    def after(self, older: _Lines) -> None:
+        """Take the place of lines that failed to be written, theirs first."""
+        self.lines = (older.lines + self.lines)[-self.keep :]
+
+
 class SqliteStore:
     """Durable executions in one SQLite file; see the module docstring for how writes flow."""
 
@@ -184,6 +214,8 @@ class SqliteStore:
         self._idle: list[sqlite3.Connection] = []
         self._pending: dict[str, _Tail] = {}
         self._inflight: dict[str, _Tail] = {}
+        self._pending_logs: dict[str, _Lines] = {}  # captured lines, written with the next batch
+        self._inflight_logs: dict[str, _Lines] = {}
         self._queued = 0
         self._durable: dict[str, int] = {}
         self._lone: dict[
@@ -289,6 +321,36 @@ class SqliteStore:
                     f"cannot write to store {self.path}: {self._failure or 'it was closed'}"
                 )
 
+    def append_logs(self, execution_id: str, lines: list[LogLine], keep: int) -> None:
+        """Queue captured lines for the next batch; older lines beyond `keep` go when written."""
+        with self._lock:
+            if self._closed:
+                return
+            waiting = self._pending_logs.get(execution_id)
+            if waiting is None:
+                waiting = self._pending_logs[execution_id] = _Lines(keep)
+            waiting.lines = (waiting.lines + lines)[-keep:]
+            waiting.keep = keep
+            self._work.set()
+
+    def logs(self, execution_id: str, after: int = 0) -> list[LogLine]:
+        """Written and queued lines numbered above `after`, in order."""
+        with self._lock:
+            queued = [
+                line
+                for waiting in (self._inflight_logs, self._pending_logs)
+                if execution_id in waiting
+                for line in waiting[execution_id].lines
+                if line.n > after
+            ]
+        rows = self._query(
+            "SELECT data FROM logs WHERE execution_id = ? AND n > ? ORDER BY n",
+            (execution_id, after),
+        )
+        by_n = {line.n: line for line in (line_decoder.decode(r[0]) for r in rows)}
+        by_n.update((line.n, line) for line in queued)
+        return [by_n[n] for n in sorted(by_n)]
+
     def on_kept(self, callback: Callable[[], None]) -> None:
         """Call `callback` once everything appended so far is committed (on the writer thread).
 
@@ -325,13 +387,16 @@ class SqliteStore:
                 self._urgent.clear()
                 batch, self._pending = self._pending, {}
                 self._inflight = batch
+                lines, self._pending_logs = self._pending_logs, {}
+                self._inflight_logs = lines
                 self._queued = 0
                 self._swaps += 1
                 swap = self._swaps
                 stopping = self._stopping
-            failure = self._write(batch) if batch else None
+            failure = self._write(batch, lines) if batch or lines else None
             with self._lock:
                 self._inflight = {}
+                self._inflight_logs = {}
                 if failure is None:
                     self._failure = None
                     for execution_id, tail in batch.items():
@@ -343,6 +408,10 @@ class SqliteStore:
                 else:
                     self._failure = failure
                     self._requeue(batch)
+                    for execution_id, older in lines.items():
+                        newer = self._pending_logs.setdefault(execution_id, older)
+                        if newer is not older:
+                            newer.after(older)
             if failure is None:
                 self._call_back(swap)  # before `flush` returns: its caller may expect them done
             with self._lock:
@@ -367,10 +436,10 @@ class SqliteStore:
         self._queued = sum(len(t.events) for t in self._pending.values())
         self._work.set()
 
-    def _write(self, batch: dict[str, _Tail]) -> str | None:
+    def _write(self, batch: dict[str, _Tail], lines: dict[str, _Lines]) -> str | None:
         """Commit one batch in one transaction; the reason when it failed."""
         try:
-            lone = self._commit(batch)
+            lone = self._commit(batch, lines)
         except Exception as exc:
             log.error(
                 "could not write %d executions to %s: %s; retrying", len(batch), self.path, exc
@@ -383,8 +452,9 @@ class SqliteStore:
                 self._lone[execution_id] = event
         return None
 
-    def _commit(self, batch: dict[str, _Tail]) -> dict[str, Event | None]:
-        """Encode the batch, then write it: one chunk and one record per execution."""
+    def _commit(self, batch: dict[str, _Tail], lines: dict[str, _Lines]) -> dict[str, Event | None]:
+        """Encode the batch, then write it: one chunk and one record per execution, and the
+        captured lines (each execution's last `keep`)."""
         chunks: list[tuple[str, int, int, bytes]] = []
         records: list[tuple[str, str, str, float | None, bytes, str | None]] = []
         replaced: list[tuple[str, int]] = []
@@ -423,6 +493,14 @@ class SqliteStore:
                     "DO UPDATE SET status = excluded.status, finished_at = excluded.finished_at, "
                     "record = excluded.record",
                     records,
+                )
+                conn.executemany(
+                    "INSERT OR REPLACE INTO logs VALUES (?, ?, ?)",
+                    [(i, line.n, encode(line)) for i, w in lines.items() for line in w.lines],
+                )
+                conn.executemany(
+                    "DELETE FROM logs WHERE execution_id = ? AND n <= ?",
+                    [(i, w.lines[-1].n - w.keep) for i, w in lines.items() if w.lines],
                 )
                 conn.execute("COMMIT")
             except BaseException:
@@ -646,6 +724,7 @@ class SqliteStore:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     conn.executemany("DELETE FROM events WHERE execution_id = ?", batch)
+                    conn.executemany("DELETE FROM logs WHERE execution_id = ?", batch)
                     conn.executemany("DELETE FROM executions WHERE execution_id = ?", batch)
                     conn.execute("COMMIT")
                 except sqlite3.Error as exc:

@@ -18,7 +18,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 
-from ..model.events import Event
+from ..model.events import Event, LogEvent
 from .queue import EventQueue
 from .subscriptions import Subscription
 
@@ -102,6 +102,15 @@ class Channel:
             if wanted is None or event.execution_id in wanted:
                 subscription.push(event)
 
+    def deliver_logs(self, event: LogEvent) -> None:
+        """Push captured lines to the followers that asked for them."""
+        for subscription in self.subscribers:
+            if subscription.logs:
+                subscription.push(event)
+        for subscription, wanted in self._broadcaster.watchers:
+            if subscription.logs and (wanted is None or event.execution_id in wanted):
+                subscription.push(event)
+
     def deliver_on_this_loop(self) -> None:
         """From now on deliver on the running event loop, whichever thread publishes."""
         self.handoff = LoopHandoff.on_running_loop(self.deliver)
@@ -128,9 +137,11 @@ class Broadcaster:
             channel.live = False
             self._forget_if_idle(channel)
 
-    def subscribe(self, execution_id: str) -> Subscription:
+    def subscribe(self, execution_id: str, *, logs: bool = False) -> Subscription:
         """A subscription registered on the execution's channel, ready for `begin`."""
-        subscription = Subscription(unsubscribe=self._unsubscribe, execution_id=execution_id)
+        subscription = Subscription(
+            unsubscribe=self._unsubscribe, execution_id=execution_id, logs=logs
+        )
         with self._lock:
             channel = self._channel(execution_id)
             channel.subscribers = (*channel.subscribers, subscription)
@@ -138,10 +149,14 @@ class Broadcaster:
         return subscription
 
     def watch(
-        self, execution_ids: frozenset[str] | None = None, *, bounded: bool = True
+        self,
+        execution_ids: frozenset[str] | None = None,
+        *,
+        bounded: bool = True,
+        logs: bool = False,
     ) -> Subscription:
         """A subscription to the events of all executions, or only of `execution_ids`."""
-        subscription = Subscription(unsubscribe=self._unsubscribe, bounded=bounded)
+        subscription = Subscription(unsubscribe=self._unsubscribe, bounded=bounded, logs=logs)
         with self._lock:
             self.watchers = (*self.watchers, (subscription, execution_ids))
             self._refollow()

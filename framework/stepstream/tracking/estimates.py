@@ -141,8 +141,8 @@ class Estimate:
         if seconds <= 0 or items <= 0:
             return
         recent = items / seconds
-        self.rate = recent if self.rate is None else (
-            SMOOTHING * recent + (1 - SMOOTHING) * self.rate
+        self.rate = (
+            recent if self.rate is None else (SMOOTHING * recent + (1 - SMOOTHING) * self.rate)
         )
         self.last_tick, self.last_done = now, done
 
@@ -175,9 +175,7 @@ class Estimate:
         planned = None
         if self.expected is not None:
             budget = pace * self.expected[index]
-            planned = (
-                budget * (1.0 - fraction) if fraction is not None else budget - step_elapsed
-            )
+            planned = budget * (1.0 - fraction) if fraction is not None else budget - step_elapsed
             planned = max(0.0, planned)
         if live is not None and planned is not None:
             trust = min(1.0, (fraction or 0.0) / LIVE_FROM)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import UnknownExecution
+from ..model.events import LogEvent
 from ..model.fold import status_at, status_of
 
 if TYPE_CHECKING:
@@ -14,17 +15,24 @@ if TYPE_CHECKING:
 
 
 def subscribe(
-    store: ExecutionStore, broadcaster: Broadcaster, execution_id: str, after: int | None = None
+    store: ExecutionStore,
+    broadcaster: Broadcaster,
+    execution_id: str,
+    after: int | None = None,
+    *,
+    logs: bool = False,
 ) -> Subscription:
     """`subscription.status` first, then every later event; raises UnknownExecution.
 
     With `after`, events with a greater seq are replayed before going live;
     without it, only the terminal event is replayed for a finished execution.
+    With `logs`, the captured lines kept so far come first (one LogEvent), then
+    new ones as they are captured.
     The subscription is registered before the store is read: the recorder keeps
     an event before it publishes it, so each event is replayed, delivered live,
     or both (and then deduplicated by seq), never neither.
     """
-    subscription = broadcaster.subscribe(execution_id)
+    subscription = broadcaster.subscribe(execution_id, logs=logs)
     try:
         record = store.get(execution_id)
         if record is None:
@@ -39,10 +47,14 @@ def subscribe(
             log = store.events(execution_id, 0) if after < last_seq else []
             replay = [e for e in log if e.seq > after]
             status = status_at(record, log, after) if replay else status_of(record, seq=after)
+        ended = record.finished and not replay  # the caller saw its end: nothing more will come
+        lines = store.logs(execution_id) if logs else []
+        if lines:
+            replay = [LogEvent(execution_id=execution_id, seq=status.seq, lines=lines), *replay]
         subscription.begin(status, replay)
     except BaseException:
         subscription.close()
         raise
-    if record.finished and not replay:
-        subscription.close()  # the caller saw its end: nothing more will come
+    if ended:
+        subscription.end_after_replay()
     return subscription

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections import deque
 
-from ..model.events import Event
-from ..model.fold import absorbing, replaceable, supersedes
+from ..model.events import Event, LogEvent
+from ..model.fold import absorbing, joined, replaceable, supersedes
+
+MAX_WAITING_LINES = 1000  # log lines a slow reader's queue holds per execution; older ones go
 
 
 class _Slot:
@@ -28,15 +30,24 @@ class _Slot:
 class EventQueue:
     """FIFO of events with per-execution progress coalescing; not thread-safe on its own."""
 
-    __slots__ = ("_items", "_open")
+    __slots__ = ("_items", "_logs", "_open")
 
     def __init__(self) -> None:
         self._items: deque[Event | _Slot] = deque()
         self._open: dict[str, _Slot] = {}
+        self._logs: dict[str, _Slot] = {}  # an execution's waiting log lines, joined
 
     def push(self, event: Event) -> bool:
-        """Queue `event`; False when it only replaced a waiting progress event (no growth)."""
+        """Queue `event`; False when it joined a waiting event of its kind (no growth)."""
         key = event.execution_id
+        if type(event) is LogEvent:
+            waiting = self._logs.get(key)
+            if waiting is not None:
+                waiting.event = joined(event, waiting.event, MAX_WAITING_LINES)  # type: ignore[arg-type]
+                return False
+            self._logs[key] = slot = _Slot(event)
+            self._items.append(slot)
+            return True
         slot = self._open.get(key)
         if slot is not None and supersedes(event, slot.event):
             slot.event = absorbing(event, slot.event)  # type: ignore[arg-type]
@@ -46,6 +57,7 @@ class EventQueue:
             self._items.append(slot)
         else:
             self._open.pop(key, None)
+            self._logs.pop(key, None)
             self._items.append(event)
         return True
 
@@ -55,8 +67,10 @@ class EventQueue:
             return None
         item = self._items.popleft()
         if type(item) is _Slot:
-            if self._open.get(item.event.execution_id) is item:
-                del self._open[item.event.execution_id]
+            key = item.event.execution_id
+            for slots in (self._open, self._logs):
+                if slots.get(key) is item:
+                    del slots[key]
             return item.event
         return item
 
@@ -70,6 +84,7 @@ class EventQueue:
         """Drop everything waiting."""
         self._items.clear()
         self._open.clear()
+        self._logs.clear()
 
     def __len__(self) -> int:
         return len(self._items)

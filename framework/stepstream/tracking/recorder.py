@@ -113,6 +113,11 @@ class LiveExecution:
         """The execution's id."""
         return self.record.execution_id
 
+    @property
+    def store(self) -> ExecutionStore:
+        """Where the execution is kept."""
+        return self._recorder.store
+
     def guard(self) -> None:
         """From now on every event takes a lock, so that `seal` can shut out a step's thread.
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from ..errors import SubscriptionOverflow
-from ..model.events import TERMINAL_EVENTS, Event, StatusEvent
+from ..model.events import TERMINAL_EVENTS, Event, LogEvent, StatusEvent
 from .queue import EventQueue
 
 WATCH_BUFFER = 10_000  # queued items a watcher may hold before it ends with SubscriptionOverflow
@@ -47,6 +47,7 @@ class Subscription:
         unsubscribe: Callable[[Subscription], None],
         execution_id: str | None = None,
         bounded: bool = True,
+        logs: bool = False,
     ) -> None:
         self.execution_id = execution_id
         self.status: StatusEvent | None = None
@@ -59,10 +60,12 @@ class Subscription:
         self._loop_thread = 0
         self._unsubscribe: Callable[[Subscription], None] | None = unsubscribe
         self._single = execution_id is not None
+        self.logs = logs  # whether captured log lines (LogEvent) are delivered too
         self._limit = WATCH_BUFFER if bounded and not self._single else sys.maxsize
         self._ended = False
         self._overflow: SubscriptionOverflow | None = None
         self._replay: deque[Event] = deque()
+        self._final = False  # the replay is all there is
 
     def begin(self, status: StatusEvent, replay: Iterable[Event]) -> None:
         """Set what comes first: the status snapshot, then the events after `status.seq`.
@@ -72,7 +75,7 @@ class Subscription:
         """
         self.status = status
         self._after = status.seq
-        self._replay.extend(e for e in replay if e.seq > status.seq)
+        self._replay.extend(e for e in replay if e.seq > status.seq or type(e) is LogEvent)
 
     def seen(self, statuses: Iterable[StatusEvent]) -> None:
         """Tell a watcher which statuses its reader was already sent; events they cover are dropped.
@@ -116,6 +119,8 @@ class Subscription:
             loop.call_soon_threadsafe(_resolve, waiter)
 
     def _is_new(self, event: Event) -> bool:
+        if type(event) is LogEvent:
+            return True  # lines carry their own numbers; each batch is pushed once
         if event.seq <= self._last_seq.get(event.execution_id, self._after):
             return False
         if isinstance(event, TERMINAL_EVENTS) and not self._single:
@@ -124,11 +129,21 @@ class Subscription:
             self._last_seq[event.execution_id] = event.seq
         return True
 
+    def end_after_replay(self) -> None:
+        """Nothing will come but the replay: stop listening, and end once it is read."""
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe(self)
+        self._final = True
+
     def _pop(self) -> Event | None:
         while self._replay:
             event = self._replay.popleft()
             if self._is_new(event):
                 return event
+        if self._final:
+            self._ended = True
+            return None
         with self._lock:
             while (event := self._queue.pop()) is not None:
                 if self._is_new(event):

@@ -8,6 +8,7 @@ from ..streams import progress_stream, watch_stream
 from .events import receive_events
 from .executions import ExecutionController
 from .health import health
+from .logs import get_logs
 from .pipelines import PipelineController
 
 API_PREFIX = "/api/v1"
@@ -19,6 +20,7 @@ def api_router() -> Router:
         API_PREFIX,
         route_handlers=[
             ExecutionController,
+            get_logs,
             PipelineController,
             receive_events,
             progress_stream,

@@ -362,7 +362,7 @@ export function mountExecution(main, executionId) {
       .map((entry) =>
         typeof entry === "string"
           ? entry
-          : [entry.time || entry.timestamp, entry.level, entry.step, entry.message ?? entry.line ?? entry.text]
+          : [entry.at || entry.time || entry.timestamp, entry.level, entry.step, entry.message ?? entry.line ?? entry.text]
               .filter((part) => part !== undefined && part !== null && part !== "")
               .join(" ")
       )
