@@ -35,6 +35,7 @@ from stepstream import (
 )
 
 from .dependencies import OffLoop
+from .params import BadParameter, parse_after
 
 CLOSE_NORMAL = 1000
 CLOSE_POLICY_VIOLATION = 1008
@@ -90,15 +91,6 @@ async def _refuse(socket: WebSocket, execution_id: str, message: str, code: int)
     await _close(socket, code, message.encode()[:120].decode(errors="ignore"))
 
 
-def _parse_after(raw: str | None) -> int | None:
-    if raw is None:
-        return None
-    value = int(raw)
-    if value < 0:
-        raise ValueError(raw)
-    return value
-
-
 async def _status_then_events(subscription: Subscription) -> AsyncIterator[Event]:
     assert subscription.status is not None
     yield subscription.status
@@ -116,11 +108,10 @@ async def progress_stream(
     """`status` first, then every event up to exactly one terminal one, then close 1000."""
     await socket.accept()
     raw_after = socket.query_params.get("after")
-    try:
-        after = _parse_after(raw_after)
-    except ValueError:
-        message = f"after must be a sequence number (an integer >= 0), got {raw_after!r}"
-        await _refuse(socket, execution_id, message, CLOSE_BAD_REQUEST)
+    try:  # the REST route's parser: `?after=` means the same on both
+        after = None if raw_after is None else parse_after(raw_after)
+    except BadParameter as exc:
+        await _refuse(socket, execution_id, str(exc), CLOSE_BAD_REQUEST)
         return
     try:
         # Shielded: a subscription made must reach the `finally` below that frees it.

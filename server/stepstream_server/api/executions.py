@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, get_args
+from collections.abc import Callable
+from typing import Annotated, TypeVar, get_args
 
 from litestar import Controller, Response, get, post
 from litestar.datastructures import ResponseHeader
@@ -25,11 +26,23 @@ from stepstream import (
 )
 
 from ..dependencies import OffLoop
+from ..params import (
+    CURSOR_SCHEMA,
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    MAX_SEQ,
+    BadParameter,
+    integer_schema,
+    parse_after,
+    parse_cursor,
+    parse_limit,
+    shown,
+)
 from ..problems import FieldError, ProblemError, problem_spec
 from ..schemas import EventLog, ExecutionPage, SubmitRequest
 from .pipelines import unknown_pipeline
 
-MAX_PAGE = 200
+T = TypeVar("T")
 STATUSES: tuple[Status, ...] = get_args(Status)
 
 
@@ -82,6 +95,14 @@ def record_of(engine: Engine, execution_id: str) -> ExecutionRecord:
         return engine.get(execution_id)
     except UnknownExecution as exc:
         raise unknown_execution(exc) from None
+
+
+def parsed(parse: Callable[[str | None], T], raw: str | None) -> T:
+    """A URL parameter parsed, or the 400 problem saying what would be accepted."""
+    try:
+        return parse(raw)
+    except BadParameter as exc:
+        raise ProblemError(400, f"query parameter {exc}") from None
 
 
 def _events_after(engine: Engine, execution_id: str, after: int) -> tuple[int, list[Event]]:
@@ -155,28 +176,37 @@ class ExecutionController(Controller):
         pipeline: Annotated[
             str | None, Parameter(description="Only executions of this pipeline")
         ] = None,
-        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 50,
+        limit: Annotated[
+            str,
+            Parameter(
+                description="How many executions per page",
+                schema_extra=integer_schema(1, MAX_PAGE, DEFAULT_PAGE),
+            ),
+        ] = str(DEFAULT_PAGE),
         cursor: Annotated[
-            str | None, Parameter(description="`next_cursor` of the previous page")
+            str | None,
+            Parameter(description="`next_cursor` of the previous page", schema_extra=CURSOR_SCHEMA),
         ] = None,
     ) -> ExecutionPage:
         """Newest first, filtered by status and pipeline, a page at a time."""
         if status is not None and status not in STATUSES:
             raise ProblemError(
                 400,
-                f"query parameter 'status' must be one of {', '.join(STATUSES)}; got {status!r}",
+                f"query parameter 'status' must be one of {', '.join(STATUSES)}; "
+                f"got {shown(status)}",
             )
+        size, before = parsed(parse_limit, limit), parsed(parse_cursor, cursor)
         page = await off_loop(
             functools.partial(
                 engine.list,
                 status=status,  # type: ignore[arg-type]
                 pipeline=pipeline,
-                limit=limit + 1,
-                before=cursor,
+                limit=size + 1,
+                before=before,
             ),
         )
-        more = len(page) > limit
-        del page[limit:]
+        more = len(page) > size
+        del page[size:]
         return ExecutionPage(items=page, next_cursor=page[-1].execution_id if more else None)
 
     @get("/{execution_id:str}", summary="Get an execution", responses={404: UNKNOWN_EXECUTION})
@@ -252,14 +282,21 @@ class ExecutionController(Controller):
         engine: NamedDependency[Engine],
         off_loop: NamedDependency[OffLoop],
         execution_id: FromPath[str],
-        after: Annotated[int, Parameter(ge=0, description="Return events with a greater seq")] = 0,
+        after: Annotated[
+            str,
+            Parameter(
+                description="Return events with a greater seq",
+                schema_extra=integer_schema(0, MAX_SEQ, 0),
+            ),
+        ] = "0",
     ) -> EventLog:
         """The events with `seq > after`, in order; `last_seq` is where to resume from."""
+        seq = parsed(parse_after, after)
         try:
-            seen, events = await off_loop(_events_after, engine, execution_id, after)
+            seen, events = await off_loop(_events_after, engine, execution_id, seq)
         except UnknownExecution as exc:
             raise unknown_execution(exc) from None
         # An event being written now may be counted in `seen` but not yet logged:
         # never claim more than was returned, or a client resuming would skip it.
-        last_seq = events[-1].seq if events else min(after, seen)
+        last_seq = events[-1].seq if events else min(seq, seen)
         return EventLog(execution_id=execution_id, events=events, last_seq=last_seq)
