@@ -18,6 +18,7 @@ from stepstream import Engine, StoreError
 
 from .api import api_router, health
 from .auth import bearer_auth, public_routes, public_trees
+from .bodies import JsonRequest
 from .dashboard import dashboard_routes, schema_plugins
 from .dependencies import OffLoop, provide
 from .hookspecs import add_server_hookspecs
@@ -74,6 +75,7 @@ def create_app(
             Exception: internal_error_handler,
         },
         request_max_body_size=max_body_size,
+        request_class=JsonRequest,
         logging_config=None,
         openapi_config=OpenAPIConfig(
             title="stepstream",

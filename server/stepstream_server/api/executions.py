@@ -38,7 +38,7 @@ from ..params import (
     parse_limit,
     shown,
 )
-from ..problems import FieldError, ProblemError, problem_spec
+from ..problems import ProblemError, field_errors, problem_spec
 from ..schemas import EventLog, ExecutionPage, SubmitRequest
 from .pipelines import unknown_pipeline
 
@@ -58,6 +58,20 @@ def unknown_execution(error: UnknownExecution) -> ProblemError:
         type_="unknown-execution",
         title="Unknown execution",
         execution_id=error.execution_id,
+    )
+
+
+def invalid_inputs(engine: Engine, pipeline: str, error: InputError) -> ProblemError:
+    """The 422 listing the bad fields: the pipeline's own inputs first, at most MAX_FIELDS."""
+    declared = engine.pipeline(pipeline).input_schema().get("properties", {})
+    errors, more = field_errors(error.problems, first=declared)
+    listed = f"; the first {len(errors)} are listed, … and {more} more" if more else ""
+    return ProblemError(
+        422,
+        f"the inputs do not fit pipeline {pipeline!r}; see `errors` for each field{listed}",
+        type_="invalid-inputs",
+        title="Invalid inputs",
+        errors=errors,
     )
 
 
@@ -144,16 +158,10 @@ class ExecutionController(Controller):
         """Queue a pipeline run; it starts when a slot is free and answers 202 at once."""
         try:
             record = engine.submit(data.pipeline, data.inputs)
-        except KeyError as exc:
-            raise unknown_pipeline(engine, exc) from None
+        except KeyError:
+            raise unknown_pipeline(engine, data.pipeline) from None
         except InputError as exc:
-            raise ProblemError(
-                422,
-                f"the inputs do not fit pipeline {data.pipeline!r}; see `errors` for each field",
-                type_="invalid-inputs",
-                title="Invalid inputs",
-                errors=[FieldError(field=k, message=v) for k, v in exc.problems.items()],
-            ) from None
+            raise invalid_inputs(engine, data.pipeline, exc) from None
         try:  # a 202 promises the execution exists, so it must survive a crash right after
             await off_loop(engine.flush)
         except StoreError as exc:

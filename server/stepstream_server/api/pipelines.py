@@ -8,15 +8,17 @@ from litestar.params import FromPath
 
 from stepstream import Engine
 
+from ..params import shown
 from ..problems import ProblemError, problem_spec
 from ..schemas import PipelineInfo, PipelineList
 
 
-def unknown_pipeline(engine: Engine, error: KeyError) -> ProblemError:
+def unknown_pipeline(engine: Engine, name: str) -> ProblemError:
     """The 404 for a pipeline name nobody registered; it lists the names that exist."""
+    known = ", ".join(sorted(engine.pipelines)) or "none registered"
     return ProblemError(
         404,
-        error.args[0],
+        f"no pipeline named {shown(name)} (known: {known})",
         type_="unknown-pipeline",
         title="Unknown pipeline",
         pipelines=sorted(engine.pipelines),
@@ -46,5 +48,5 @@ class PipelineController(Controller):
         """One pipeline: description, steps and the JSON Schema of its inputs."""
         try:
             return PipelineInfo.of(engine.pipeline(name))
-        except KeyError as exc:
-            raise unknown_pipeline(engine, exc) from None
+        except KeyError:
+            raise unknown_pipeline(engine, name) from None
