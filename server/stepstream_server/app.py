@@ -29,6 +29,7 @@ from .problems import (
     store_error_handler,
 )
 from .retention import PRUNE_INTERVAL, Retention, prune_forever
+from .submissions import Submissions
 
 DEFAULT_MAX_BODY_SIZE = 1_048_576
 
@@ -54,6 +55,7 @@ def create_app(
     plugins = engine.plugins
     add_server_hookspecs(plugins)
     off_loop = OffLoop()
+    submissions = Submissions(engine, off_loop)
 
     @asynccontextmanager
     async def run_engine(app: Litestar) -> AsyncIterator[None]:
@@ -66,7 +68,7 @@ def create_app(
 
     app = Litestar(
         route_handlers=[api_router(), health, *dashboard_routes()],
-        dependencies=provide(engine, off_loop),
+        dependencies=provide(engine, off_loop, submissions),
         lifespan=[run_engine],
         state={"max_body_size": max_body_size},
         exception_handlers={

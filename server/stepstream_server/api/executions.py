@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Annotated, TypeVar, get_args
+from typing import Annotated, Any, TypeVar, get_args
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
 
 from stepstream import (
     Engine,
@@ -18,7 +18,6 @@ from stepstream import (
     ExecutionElsewhere,
     ExecutionFinished,
     ExecutionRecord,
-    InputError,
     ProgressSnapshot,
     Status,
     StoreError,
@@ -38,9 +37,9 @@ from ..params import (
     parse_limit,
     shown,
 )
-from ..problems import ProblemError, field_errors, problem_spec
+from ..problems import ProblemError, problem_spec
 from ..schemas import EventLog, ExecutionPage, SubmitRequest
-from .pipelines import unknown_pipeline
+from ..submissions import IDEMPOTENCY_KEY, KEY_SCHEMA, REPLAYED, Submissions, check_key
 
 T = TypeVar("T")
 STATUSES: tuple[Status, ...] = get_args(Status)
@@ -58,43 +57,6 @@ def unknown_execution(error: UnknownExecution) -> ProblemError:
         type_="unknown-execution",
         title="Unknown execution",
         execution_id=error.execution_id,
-    )
-
-
-def invalid_inputs(engine: Engine, pipeline: str, error: InputError) -> ProblemError:
-    """The 422 listing the bad fields: the pipeline's own inputs first, at most MAX_FIELDS."""
-    declared = engine.pipeline(pipeline).input_schema().get("properties", {})
-    errors, more = field_errors(error.problems, first=declared)
-    listed = f"; the first {len(errors)} are listed, … and {more} more" if more else ""
-    return ProblemError(
-        422,
-        f"the inputs do not fit pipeline {pipeline!r}; see `errors` for each field{listed}",
-        type_="invalid-inputs",
-        title="Invalid inputs",
-        errors=errors,
-    )
-
-
-def not_stored(engine: Engine, execution_id: str, error: StoreError) -> ProblemError:
-    """The 503 for an execution the store could not keep; cancelled, so a retry makes no twin."""
-    try:
-        status = engine.cancel(execution_id).status
-    except ExecutionFinished as exc:
-        status = exc.status
-    if status in ("completed", "failed"):  # it ran to its end while the store was flushed
-        detail = f"execution {execution_id} ran ({status}) but could not be stored ({error})"
-    else:
-        detail = (
-            f"execution {execution_id} could not be stored ({error}), so it was cancelled; "
-            "submit it again once the store works"
-        )
-    return ProblemError(
-        503,
-        detail,
-        type_="store-unavailable",
-        title="Store unavailable",
-        execution_id=execution_id,
-        execution_status=status,
     )
 
 
@@ -137,37 +99,52 @@ class ExecutionController(Controller):
         summary="Start an execution",
         response_headers=[
             ResponseHeader(
-                name="Location", description="URL of the new execution", documentation_only=True
-            )
+                name="Location", description="URL of the execution", documentation_only=True
+            ),
+            ResponseHeader(
+                name=REPLAYED,
+                description="`true` when an earlier request with this Idempotency-Key made "
+                "the execution, which is answered again instead of starting another",
+                documentation_only=True,
+            ),
         ],
         responses={
             400: BAD_REQUEST,
             404: problem_spec("No pipeline has this name; `pipelines` lists the known ones"),
-            422: problem_spec("The inputs do not fit the pipeline; `errors` lists every bad field"),
+            415: problem_spec("The body is not declared as JSON"),
+            422: problem_spec(
+                "The inputs do not fit the pipeline (`errors` lists the bad fields), or the "
+                "Idempotency-Key was used for another request (`execution_id` names its execution)"
+            ),
             503: problem_spec(
-                "The store cannot keep the execution, so it was cancelled; submit it again later"
+                "The store cannot keep the execution, so it was cancelled before it started; "
+                "submit it again once the store works"
             ),
         },
     )
     async def submit(
         self,
-        engine: NamedDependency[Engine],
-        off_loop: NamedDependency[OffLoop],
+        request: Request[Any, Any, Any],
+        submissions: NamedDependency[Submissions],
         data: JSONBody[SubmitRequest],
+        idempotency_key: Annotated[
+            str | None,
+            HeaderParameter(
+                name=IDEMPOTENCY_KEY,
+                description="Any unique string (a UUID) naming this request: sending it again "
+                "answers the execution it made instead of starting another",
+                schema_extra=KEY_SCHEMA,
+            ),
+        ] = None,
     ) -> Response[ExecutionRecord]:
-        """Queue a pipeline run; it starts when a slot is free and answers 202 at once."""
-        try:
-            record = engine.submit(data.pipeline, data.inputs)
-        except KeyError:
-            raise unknown_pipeline(engine, data.pipeline) from None
-        except InputError as exc:
-            raise invalid_inputs(engine, data.pipeline, exc) from None
-        try:  # a 202 promises the execution exists, so it must survive a crash right after
-            await off_loop(engine.flush)
-        except StoreError as exc:
-            raise not_stored(engine, record.execution_id, exc) from None
-        location = f"/api/v1/executions/{record.execution_id}"
-        return Response(record, status_code=202, headers={"Location": location})
+        """Queue a pipeline run once it is stored; it starts when a slot is free. 202 at once."""
+        key = check_key(request.headers.getall(IDEMPOTENCY_KEY, []))
+        submitted = await submissions.submit(data.pipeline, data.inputs, key)
+        record = submitted.record
+        headers = {"Location": f"/api/v1/executions/{record.execution_id}"}
+        if submitted.replayed:
+            headers[REPLAYED] = "true"
+        return Response(record, status_code=202, headers=headers)
 
     @get("/", summary="List executions", responses={400: BAD_REQUEST})
     async def list_executions(
@@ -254,11 +231,16 @@ class ExecutionController(Controller):
         },
     )
     async def cancel(
-        self, engine: NamedDependency[Engine], execution_id: FromPath[str]
+        self,
+        engine: NamedDependency[Engine],
+        off_loop: NamedDependency[OffLoop],
+        submissions: NamedDependency[Submissions],
+        execution_id: FromPath[str],
     ) -> ExecutionRecord:
         """A pending execution ends at once; a running one at its step's next checkpoint."""
         try:
-            return engine.cancel(execution_id)
+            submissions.cancelling(execution_id)
+            engine.cancel(execution_id)
         except UnknownExecution as exc:
             raise unknown_execution(exc) from None
         except ExecutionFinished as exc:
@@ -279,6 +261,18 @@ class ExecutionController(Controller):
                 execution_id=execution_id,
                 execution_status=exc.status,
             ) from None
+        try:  # a store shows an ending once it is written: answer `cancelled` for a pending one
+            await off_loop(engine.flush)
+        except StoreError as exc:
+            raise ProblemError(
+                503,
+                f"execution {execution_id} was cancelled, but the store could not write that "
+                f"({exc}); a restart before it can would see the execution as it was before",
+                type_="store-unavailable",
+                title="Store unavailable",
+                execution_id=execution_id,
+            ) from None
+        return record_of(engine, execution_id)
 
     @get(
         "/{execution_id:str}/events",

@@ -8,21 +8,9 @@ from litestar.params import FromPath
 
 from stepstream import Engine
 
-from ..params import shown
-from ..problems import ProblemError, problem_spec
+from ..problems import problem_spec
 from ..schemas import PipelineInfo, PipelineList
-
-
-def unknown_pipeline(engine: Engine, name: str) -> ProblemError:
-    """The 404 for a pipeline name nobody registered; it lists the names that exist."""
-    known = ", ".join(sorted(engine.pipelines)) or "none registered"
-    return ProblemError(
-        404,
-        f"no pipeline named {shown(name)} (known: {known})",
-        type_="unknown-pipeline",
-        title="Unknown pipeline",
-        pipelines=sorted(engine.pipelines),
-    )
+from ..submissions import unknown_pipeline
 
 
 class PipelineController(Controller):
