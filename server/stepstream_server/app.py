@@ -16,7 +16,7 @@ from litestar.types import ControllerRouterHandler
 
 from stepstream import Engine, StoreError
 
-from .api import api_router, health
+from .api import api_router, health, ready
 from .auth import bearer_auth, public_routes, public_trees
 from .bodies import JsonRequest
 from .dashboard import dashboard_routes, schema_plugins
@@ -67,7 +67,7 @@ def create_app(
             tasks.cancel_scope.cancel()
 
     app = Litestar(
-        route_handlers=[api_router(), health, *dashboard_routes()],
+        route_handlers=[api_router(), health, ready, *dashboard_routes()],
         dependencies=provide(engine, off_loop, submissions),
         lifespan=[run_engine],
         state={"max_body_size": max_body_size},

@@ -114,8 +114,21 @@ async def test_right_token_works_everywhere(secured: Any) -> None:
 async def test_health_needs_no_token(secured: Any) -> None:
     async with secured.client(auth=False) as client:
         response = await client.get("/health")
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready"}
+
+
+@pytest.mark.parametrize("path", ["/health", "/health/ready"])
+async def test_head_of_a_probe_needs_no_token_either(secured: Any, path: str) -> None:
+    """HEAD /health answered 401 while GET /health was public."""
+    async with secured.client(auth=False) as client:
+        response = await client.head(path)
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.content == b""
+    assert response.headers["content-type"] == "application/json"
 
 
 @pytest.mark.parametrize("path", ["/api/v1/executions/{id}/progress/ws", "/api/v1/executions/ws"])

@@ -19,6 +19,9 @@ ROUTES = {
     ("get", "/api/v1/pipelines"),
     ("get", "/api/v1/pipelines/{}"),
     ("get", "/health"),
+    ("head", "/health"),
+    ("get", "/health/ready"),
+    ("head", "/health/ready"),
 }
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -76,13 +79,14 @@ async def test_openapi_describes_the_documented_status_codes(server: Any) -> Non
     paths = (await server.http.get("/schema/openapi.json")).json()["paths"]
     normalised = {re.sub(r"\{[^}]+\}", "{}", p.rstrip("/")): item for p, item in paths.items()}
     expected = {
-        ("post", "/api/v1/executions"): {"202", "400", "404", "422", "503"},
+        ("post", "/api/v1/executions"): {"202", "400", "404", "415", "422", "503"},
         ("get", "/api/v1/executions"): {"200", "400"},
         ("get", "/api/v1/executions/{}"): {"200", "404"},
         ("get", "/api/v1/executions/{}/progress"): {"200", "204", "404"},
-        ("post", "/api/v1/executions/{}/cancel"): {"202", "404", "409"},
+        ("post", "/api/v1/executions/{}/cancel"): {"202", "404", "409", "503"},
         ("get", "/api/v1/executions/{}/events"): {"200", "400", "404"},
         ("get", "/api/v1/pipelines/{}"): {"200", "404"},
+        ("get", "/health/ready"): {"200", "503"},
     }
     for (method, path), codes in expected.items():
         documented = set(normalised[path][method]["responses"])

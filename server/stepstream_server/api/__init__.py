@@ -6,7 +6,7 @@ from litestar import Router
 
 from ..streams import progress_stream, watch_stream
 from .executions import ExecutionController
-from .health import health
+from .health import health, ready
 from .pipelines import PipelineController
 
 API_PREFIX = "/api/v1"
@@ -20,4 +20,4 @@ def api_router() -> Router:
     )
 
 
-__all__ = ["API_PREFIX", "api_router", "health"]
+__all__ = ["API_PREFIX", "api_router", "health", "ready"]

@@ -228,6 +228,7 @@ class ExecutionController(Controller):
         responses={
             404: UNKNOWN_EXECUTION,
             409: problem_spec("The execution already finished; `execution_status` says how"),
+            503: problem_spec("The store cannot write the cancel; `detail` says what it means"),
         },
     )
     async def cancel(
