@@ -29,6 +29,7 @@ from .problems import (
     store_error_handler,
 )
 from .retention import PRUNE_INTERVAL, Retention, prune_forever
+from .sites import LOOPBACK_HOSTS, SitePolicy, site_guard
 from .submissions import Submissions
 
 DEFAULT_MAX_BODY_SIZE = 1_048_576
@@ -44,6 +45,8 @@ def create_app(
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     retention: Retention | None = None,
     prune_interval: float = PRUNE_INTERVAL,
+    allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
+    allowed_origins: Iterable[str] = (),
 ) -> Litestar:
     """Serve `engine` over HTTP and WebSocket; executions run while the app runs.
 
@@ -51,7 +54,13 @@ def create_app(
     cancels running executions and their records end `cancelled`. With a
     `retention`, the store is pruned at start and every `prune_interval` seconds.
     Plugins add routes (`register_routes`) and wrap the app (`asgi_wrapper`).
+
+    Requests must name one of `allowed_hosts` in their Host header (`*`: any), and
+    web pages of other sites than the server's own may use it only from
+    `allowed_origins` (`scheme://host[:port]`), which also get CORS headers; see
+    `sites.py`. A bad entry in either raises ValueError.
     """
+    sites = SitePolicy(allowed_hosts, allowed_origins)
     plugins = engine.plugins
     add_server_hookspecs(plugins)
     off_loop = OffLoop()
@@ -104,6 +113,9 @@ def create_app(
         wrapped = _isolated(offer.plugin, "asgi_wrapper", offer.value, app.asgi_handler)
         if wrapped is not None:
             app.asgi_handler = wrapped
+    # Outermost: no plugin wrapper, token check or route sees a request from a site
+    # that may not use this server.
+    app.asgi_handler = site_guard(app.asgi_handler, sites)
     return app
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import click
 
 from stepstream import (
@@ -17,14 +19,44 @@ from stepstream import (
 from stepstream.cli import LoadError, load_pipelines
 
 from .retention import PRUNE_INTERVAL, Retention
+from .sites import LOOPBACK_HOSTS, allowed_host, allowed_origin
 
 DEFAULT_STORE = "sqlite:///stepstream.db"
+ALL_INTERFACES = ("0.0.0.0", "::", "")
 
 
 class UsageProblem(click.ClickException):
     """A bad option value: one line on stderr and exit code 2, no traceback."""
 
     exit_code = 2
+
+
+class AllowedHostParam(click.ParamType):
+    """`--allow-host example.com`, `--allow-host 10.0.0.5:8000`, `--allow-host '*'`."""
+
+    name = "HOST"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        try:
+            return allowed_host(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class AllowedOriginParam(click.ParamType):
+    """`--allow-origin https://app.example.com`."""
+
+    name = "ORIGIN"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        try:
+            return allowed_origin(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class KeepParam(click.ParamType):
@@ -111,6 +143,23 @@ def _announce(url: str, engine: Engine, store_url: str, retention: Retention | N
         click.echo(f"  {name} ({steps} step{'s' if steps != 1 else ''}){about}")
 
 
+@dataclass(frozen=True)
+class Sites:
+    """The Host names the server answers for and the other sites' origins it lets in."""
+
+    hosts: tuple[str, ...]
+    origins: tuple[str, ...]
+
+
+def _allowed_hosts(host: str, extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The loopback names, the address it listens on (when it names one), and `--allow-host`."""
+    try:
+        own = () if host in ALL_INTERFACES else (allowed_host(host),)
+    except ValueError:  # not a name a client could send; binding to it reports the error
+        own = ()
+    return tuple(dict.fromkeys([*LOOPBACK_HOSTS, *own, *extra]))
+
+
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
@@ -142,6 +191,24 @@ def _url(host: str, port: int) -> str:
     envvar="STEPSTREAM_TOKEN",
     default=None,
     help="Require 'Authorization: Bearer TOKEN' (or ?token= on WebSockets). Env: STEPSTREAM_TOKEN.",
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    type=AllowedHostParam(),
+    help="Also answer requests whose Host header names HOST (a name or address, optionally "
+    "with :PORT), besides localhost, 127.0.0.1, [::1] and --host; repeatable; '*' for any. "
+    "Others get 403, so web pages cannot reach the server through DNS rebinding.",
+)
+@click.option(
+    "--allow-origin",
+    "allow_origins",
+    multiple=True,
+    type=AllowedOriginParam(),
+    help="Let web pages of ORIGIN (https://app.example.com) use the API and the WebSockets "
+    "(with CORS); repeatable. Pages of other sites can neither change anything, open a "
+    "WebSocket, nor read an answer; clients that are not browsers are not affected.",
 )
 @click.option(
     "--store",
@@ -180,19 +247,24 @@ def serve(
     targets: tuple[str, ...],
     max_concurrent: int | None,
     token: str | None,
+    allow_hosts: tuple[str, ...],
+    allow_origins: tuple[str, ...],
     store: str,
     retention: Retention | None,
     prune_interval: float,
     progress_interval: float,
 ) -> None:
     """Serve the progress API (REST and WebSocket) and run executions; Ctrl-C stops gracefully."""
+    sites = Sites(hosts=_allowed_hosts(host, allow_hosts), origins=allow_origins)
     engine = _engine(
         plugins, _pipelines(plugins, targets), store, max_concurrent, progress_interval
     )
     opened = engine.store
     try:
         _check_store(opened)
-        _serve(engine, host, port, token, _store_url(store, opened), retention, prune_interval)
+        _serve(
+            engine, host, port, token, sites, _store_url(store, opened), retention, prune_interval
+        )
     finally:
         try:
             opened.close()  # after the engine stopped, so its `cancelled` records are kept
@@ -205,6 +277,7 @@ def _serve(
     host: str,
     port: int,
     token: str | None,
+    sites: Sites,
     store_url: str,
     retention: Retention | None,
     prune_interval: float,
@@ -226,8 +299,20 @@ def _serve(
         click.echo("stopping: cancelling running executions (Ctrl-C again to quit now)", err=True)
 
     app = create_app(
-        engine, token=token or None, retention=retention, prune_interval=prune_interval
+        engine,
+        token=token or None,
+        retention=retention,
+        prune_interval=prune_interval,
+        allowed_hosts=sites.hosts,
+        allowed_origins=sites.origins,
     )
+    if host in ALL_INTERFACES and sites.hosts == _allowed_hosts(host, ()):
+        click.echo(
+            f"note: listening on all interfaces, but only requests for "
+            f"{', '.join(LOOPBACK_HOSTS)} are answered; add --allow-host NAME for each name "
+            "or address clients use (--allow-host '*' for any)",
+            err=True,
+        )
     if not run(app, sock, lambda: _announce(url, engine, store_url, retention), on_stop):
         raise click.ClickException("the server failed to start; run with -v for details")
     cancelled = sum(1 for i in running if engine.get(i).status == "cancelled")
