@@ -17,7 +17,7 @@ from litestar.types import ControllerRouterHandler
 from stepstream import Engine, StoreError
 
 from .api import api_router, health, ready
-from .auth import bearer_auth, public_routes, public_trees
+from .auth import bearer_auth, public_routes, public_trees, token_problem
 from .bodies import JsonRequest
 from .dashboard import dashboard_routes, schema_plugins
 from .dependencies import OffLoop, provide
@@ -60,6 +60,8 @@ def create_app(
     `allowed_origins` (`scheme://host[:port]`), which also get CORS headers; see
     `sites.py`. A bad entry in either raises ValueError.
     """
+    if token is not None and (problem := token_problem(token)) is not None:
+        raise ValueError(f"the token {problem} (None serves without one)")
     sites = SitePolicy(allowed_hosts, allowed_origins)
     plugins = engine.plugins
     add_server_hookspecs(plugins)
@@ -103,7 +105,7 @@ def create_app(
     )
     for offer in plugins.collect("register_routes", engine=engine):
         _isolated(offer.plugin, "register_routes", _register_all, app, offer.value)
-    if token:
+    if token is not None:
         # Around the router, not Litestar middleware: it guards unknown paths too and
         # adds no layer to every route (see auth.py).
         app.asgi_handler = bearer_auth(

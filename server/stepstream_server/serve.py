@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 
@@ -18,10 +20,12 @@ from stepstream import (
 )
 from stepstream.cli import LoadError, load_pipelines
 
+from .auth import token_problem
 from .retention import PRUNE_INTERVAL, Retention
 from .sites import LOOPBACK_HOSTS, allowed_host, allowed_origin
 
 DEFAULT_STORE = "sqlite:///stepstream.db"
+TOKEN_ENV = "STEPSTREAM_TOKEN"
 ALL_INTERFACES = ("0.0.0.0", "::", "")
 
 
@@ -116,6 +120,39 @@ def _engine(
     return engine
 
 
+def _token(given: str | None, path: Path | None) -> str | None:
+    """The token from --token, --token-file or STEPSTREAM_TOKEN (in that order), checked.
+
+    An empty one is refused rather than taken as "no token", which used to turn
+    authentication off without a word.
+    """
+    if given is not None and path is not None:
+        raise UsageProblem("give --token or --token-file, not both")
+    if path is not None:
+        try:
+            token = path.read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+        except OSError as exc:
+            raise UsageProblem(f"cannot read --token-file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageProblem(f"--token-file {path} is not UTF-8 text") from None
+        source = f"--token-file {path}"
+    elif given is not None:
+        click.echo(
+            "warning: a --token on the command line can be read by every user of this machine "
+            f"(ps, /proc); pass it in {TOKEN_ENV} or with --token-file instead",
+            err=True,
+        )
+        token, source = given, "--token"
+    elif TOKEN_ENV in os.environ:
+        token, source = os.environ[TOKEN_ENV], TOKEN_ENV
+    else:
+        return None
+    problem = token_problem(token)
+    if problem is not None:
+        raise UsageProblem(f"the token from {source} {problem}")
+    return token
+
+
 def _check_store(store: ExecutionStore) -> None:
     """Read what the engine's recovery reads, so a damaged file stops the start with one line."""
     try:
@@ -187,10 +224,18 @@ def _url(host: str, port: int) -> str:
     help="Run at most N executions at once; the rest wait as pending, first in first out.",
 )
 @click.option(
-    "--token",
-    envvar="STEPSTREAM_TOKEN",
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Require 'Authorization: Bearer TOKEN' (or ?token= on WebSockets). Env: STEPSTREAM_TOKEN.",
+    help="Require 'Authorization: Bearer TOKEN' (or ?token= on WebSockets), TOKEN being this "
+    "file's content (one trailing newline ignored). Or set it in the environment: "
+    f"{TOKEN_ENV}=TOKEN.",
+)
+@click.option(
+    "--token",
+    default=None,
+    help=f"The same, TOKEN given here: other users can read it with ps; prefer {TOKEN_ENV} "
+    "or --token-file.",
 )
 @click.option(
     "--allow-host",
@@ -246,6 +291,7 @@ def serve(
     port: int,
     targets: tuple[str, ...],
     max_concurrent: int | None,
+    token_file: Path | None,
     token: str | None,
     allow_hosts: tuple[str, ...],
     allow_origins: tuple[str, ...],
@@ -254,7 +300,12 @@ def serve(
     prune_interval: float,
     progress_interval: float,
 ) -> None:
-    """Serve the progress API (REST and WebSocket) and run executions; Ctrl-C stops gracefully."""
+    """Serve the progress API (REST and WebSocket) and run executions; Ctrl-C stops gracefully.
+
+    Without a token (STEPSTREAM_TOKEN, --token-file or --token) anyone who can reach the
+    port can use the API: by default only this machine, and only pages of its own site.
+    """
+    token = _token(token, token_file)
     sites = Sites(hosts=_allowed_hosts(host, allow_hosts), origins=allow_origins)
     engine = _engine(
         plugins, _pipelines(plugins, targets), store, max_concurrent, progress_interval
@@ -300,7 +351,7 @@ def _serve(
 
     app = create_app(
         engine,
-        token=token or None,
+        token=token,
         retention=retention,
         prune_interval=prune_interval,
         allowed_hosts=sites.hosts,

@@ -5,6 +5,7 @@ Each test runs the console script on a real socket, as the campaign against it d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from cli_support import ROOT, STARTUP, WAIT, free_port, stepstream_command, wait_for_health
 
@@ -134,3 +137,111 @@ def test_listening_on_all_interfaces_says_which_names_are_answered(tmp_path: Pat
         err = server.stop()
     assert "only requests for localhost, 127.0.0.1, [::1] are answered" in err
     assert "--allow-host NAME" in err
+
+
+# -- the token: never empty, not on the command line, never in a log ------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "source"),
+    [
+        (["--token", ""], {}, "--token"),
+        ([], {"STEPSTREAM_TOKEN": ""}, "STEPSTREAM_TOKEN"),
+        ([], {"STEPSTREAM_TOKEN": "   "}, "STEPSTREAM_TOKEN"),
+        (["--token-file", "{empty}"], {}, "--token-file"),
+        (["--token-file", "{newline}"], {}, "--token-file"),
+        (["--token", " padded "], {}, "--token"),
+        (["--token", "two\nlines"], {}, "--token"),
+    ],
+    ids=["flag", "env", "env-blank", "file", "file-newline", "padded", "control"],
+)
+def test_an_unusable_token_is_one_line_and_exit_2(
+    tmp_path: Path, args: list[str], env: dict[str, str], source: str
+) -> None:
+    """`--token ""` or an empty STEPSTREAM_TOKEN used to turn authentication off silently."""
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "newline").write_text("\n")
+    args = [a.format(empty=tmp_path / "empty", newline=tmp_path / "newline") for a in args]
+    result = refused(*args, env=env)
+    assert result.returncode == 2, result
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert len(errors) == 1 and errors[0].startswith("Error: the token from "), result.stderr
+    assert source in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--token", "a", "--token-file", "x"], "give --token or --token-file, not both"),
+        (["--token-file", "/nonexistent/token"], "cannot read --token-file /nonexistent/token"),
+    ],
+)
+def test_token_options_that_cannot_work_are_one_line(args: list[str], message: str) -> None:
+    result = refused(*args)
+    assert result.returncode == 2, result
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {message}"), result.stderr
+
+
+def test_a_token_file_is_the_quiet_way(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("from-a-file\n")  # as `echo ... > token` writes it
+    with running(tmp_path, "--token-file", str(token_file)) as server:
+        with httpx.Client(base_url=server.base_url, timeout=WAIT) as client:
+            assert client.get("/api/v1/pipelines").status_code == 401
+            good = client.get("/api/v1/pipelines", headers={"Authorization": "Bearer from-a-file"})
+            assert good.status_code == 200
+        err = server.stop()
+    assert "warning" not in err
+
+
+def test_a_token_on_the_command_line_works_with_a_warning(tmp_path: Path) -> None:
+    with running(tmp_path, "--token", "visible-in-ps") as server:
+        with httpx.Client(base_url=server.base_url, timeout=WAIT) as client:
+            response = client.get(
+                "/api/v1/pipelines", headers={"Authorization": "Bearer visible-in-ps"}
+            )
+            assert response.status_code == 200
+        err = server.stop()
+    (warning,) = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert "--token" in warning and "STEPSTREAM_TOKEN" in warning and "--token-file" in warning
+
+
+def test_verbose_logs_never_show_the_token(tmp_path: Path) -> None:
+    """With -v uvicorn logs each WebSocket's URL, ?token= included."""
+    secret = "super-secret-value"
+    port = free_port()
+    err = tmp_path / "verbose.err"
+    with err.open("wb") as stderr:
+        process = subprocess.Popen(
+            [*stepstream_command(), "-v", "serve", "--port", str(port), "--store", "memory://"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=ENV | {"STEPSTREAM_TOKEN": secret},
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(process, base_url, stderr=err.read_text)
+        auth = {"Authorization": f"Bearer {secret}"}
+        with httpx.Client(base_url=base_url, headers=auth, timeout=WAIT) as client:
+            body = {"pipeline": "demo", "inputs": {"steps": 1, "seconds_per_step": 0}}
+            execution_id = client.post("/api/v1/executions", json=body).json()["execution_id"]
+        url = f"ws://127.0.0.1:{port}/api/v1/executions/{execution_id}/progress/ws"
+        for token in (secret, f"{secret}-wrong"):
+            with (
+                connect(f"{url}?after=0&token={token}", open_timeout=WAIT) as ws,
+                contextlib.suppress(ConnectionClosed),
+            ):
+                while True:
+                    ws.recv(timeout=WAIT)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(WAIT) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    logged = err.read_text()
+    assert "WebSocket /api/v1/executions" in logged, "the handshakes were not logged at all"
+    assert "token=***" in logged
+    assert secret not in logged, logged

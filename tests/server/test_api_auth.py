@@ -7,6 +7,10 @@ from urllib.parse import quote
 
 import pytest
 
+from stepstream_server.app import create_app
+
+from server_support import make_engine
+
 pytestmark = pytest.mark.anyio
 
 TOKEN = "s3cret-token"
@@ -183,3 +187,10 @@ async def test_tokens_with_any_characters_work_in_header_and_query(start_server:
         messages, code = await server.read_to_close(ws)
     assert [m["type"] for m in messages] == ["status", "completed"]
     assert code == 1000
+
+
+@pytest.mark.parametrize("token", ["", "  ", " padded", "new\nline"])
+def test_create_app_refuses_a_token_that_cannot_work(token: str) -> None:
+    """An empty token used to serve without authentication, silently."""
+    with pytest.raises(ValueError, match="the token"):
+        create_app(make_engine(), token=token)
