@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,16 +313,88 @@ def serve(
         plugins, _pipelines(plugins, targets), store, max_concurrent, progress_interval
     )
     opened = engine.store
+    recovered = False
     try:
         _check_store(opened)
+        _recover(engine)
+        recovered = True
         _serve(
             engine, host, port, token, sites, _store_url(store, opened), retention, prune_interval
         )
     finally:
+        _close(opened, quiet=not recovered)
+
+
+def _recover(engine: Engine) -> None:
+    """Settle what the last run left (end or requeue its executions) before serving anything.
+
+    It writes to the store, so a full disk or a read-only file shows here: one line and
+    exit 2, not a traceback from the app's startup. What the store logs meanwhile (a
+    failed write, retried) is held back, and shown only if recovery succeeds or with -v.
+    """
+    with HeldLogs() as held:
         try:
-            opened.close()  # after the engine stopped, so its `cancelled` records are kept
+            engine.recover()
+        except StoreError as exc:
+            held.release(only_if_verbose=True)
+            raise UsageProblem(
+                f"{exc}; the server did not start, as it could not record how the executions "
+                "of the last run ended: make the store writable (free some space), then start "
+                "it again"
+            ) from None
+        held.release()
+
+
+def _close(store: ExecutionStore, *, quiet: bool) -> None:
+    """Close the store last, after the engine stopped, so its `cancelled` records are kept.
+
+    `quiet` when the start already failed: the one line said why, and a store that
+    cannot write cannot flush on close either.
+    """
+    if not quiet:
+        try:
+            store.close()
         except StoreError as exc:
             raise click.ClickException(str(exc)) from None
+        return
+    with HeldLogs() as held, contextlib.suppress(StoreError):
+        store.close()
+    held.release(only_if_verbose=True)
+
+
+class HeldLogs(logging.Filter):
+    """While active, holds back what reaches the root logger's handlers; `release` writes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self._handlers: list[logging.Handler] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not any(r is record for r in self.records):  # each handler sees a record once
+            self.records.append(record)
+        return False
+
+    def __enter__(self) -> HeldLogs:
+        self._handlers = list(logging.getLogger().handlers)
+        for handler in self._handlers:
+            handler.addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handler in self._handlers:
+            handler.removeFilter(self)
+
+    def release(self, *, only_if_verbose: bool = False) -> None:
+        """Write the held records (only at -v's level, INFO, or finer if `only_if_verbose`)."""
+        records, self.records = self.records, []
+        if only_if_verbose and logging.getLogger().getEffectiveLevel() > logging.INFO:
+            return
+        for handler in self._handlers:
+            handler.removeFilter(self)
+            for record in records:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
 
 
 def _serve(
