@@ -22,6 +22,7 @@ from .bodies import JsonRequest
 from .dashboard import dashboard_routes, schema_plugins
 from .dependencies import OffLoop, provide
 from .hookspecs import add_server_hookspecs
+from .openapi import PipelinesJson, PipelinesYaml
 from .problems import (
     http_exception_handler,
     internal_error_handler,
@@ -94,7 +95,7 @@ def create_app(
             title="stepstream",
             version=version("stepstream-server"),
             description="Start pipeline executions and watch their progress.",
-            render_plugins=schema_plugins(),
+            render_plugins=schema_plugins([PipelinesJson(engine), PipelinesYaml(engine)]),
             openapi_router=Router(
                 "/schema",
                 route_handlers=[],

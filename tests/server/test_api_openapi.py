@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from typing import Any
 
+import msgspec
 import pytest
+
+from stepstream import Pipeline
 
 pytestmark = pytest.mark.anyio
 
@@ -91,3 +95,45 @@ async def test_openapi_describes_the_documented_status_codes(server: Any) -> Non
     for (method, path), codes in expected.items():
         documented = set(normalised[path][method]["responses"])
         assert codes <= documented, f"{method.upper()} {path} documents {sorted(documented)}"
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Point(msgspec.Struct):
+    x: int
+    y: int
+
+
+paint = Pipeline("paint", description="Inputs whose JSON Schema has $defs")
+
+
+@paint.step
+def brush(colour: Colour = Colour.RED, at: Point | None = None) -> str:
+    """Uses an enum and a struct as inputs."""
+    return colour.value
+
+
+async def test_the_start_request_names_each_pipeline_and_its_inputs(server: Any) -> None:
+    """The document said `pipeline: string, inputs: object`: no client (or fuzzer) could
+    know what to send."""
+    server.engine.add_pipeline(paint)  # registered after the app was made: still listed
+    document = (await server.http.get("/schema/openapi.json")).json()
+    submit = document["components"]["schemas"]["SubmitRequest"]
+    names = sorted(server.engine.pipelines)
+    assert submit["properties"]["pipeline"] == {"type": "string", "enum": names}
+    variants = {v["properties"]["pipeline"]["const"]: v for v in submit["oneOf"]}
+    assert sorted(variants) == names
+    demo_inputs = variants["demo"]["properties"]["inputs"]["oneOf"][0]
+    assert demo_inputs["properties"]["steps"]["maximum"] == 20
+    assert demo_inputs["additionalProperties"] is False  # unknown inputs are refused
+    # $defs move to the components, where their $refs now point.
+    paint_inputs = variants["paint"]["properties"]["inputs"]["oneOf"][0]
+    assert paint_inputs["properties"]["colour"]["$ref"] == "#/components/schemas/paint.Colour"
+    assert document["components"]["schemas"]["paint.Colour"]["enum"] == ["blue", "red"]
+    for ref in refs(document):
+        resolve(document, ref)
+    yaml = await server.http.get("/schema/openapi.yaml")
+    assert "const: paint" in yaml.text

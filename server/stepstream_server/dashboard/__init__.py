@@ -17,11 +17,7 @@ from litestar import Request, Response, get
 from litestar.datastructures import CacheControlHeader
 from litestar.enums import MediaType
 from litestar.handlers import HTTPRouteHandler
-from litestar.openapi.plugins import (
-    JsonRenderPlugin,
-    OpenAPIRenderPlugin,
-    YamlRenderPlugin,
-)
+from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
@@ -94,6 +90,7 @@ class SchemaLinks(OpenAPIRenderPlugin):
 """.encode()
 
 
-def schema_plugins() -> list[OpenAPIRenderPlugin]:
-    """`/schema` (links), `/schema/openapi.json` and `/schema/openapi.yaml`: nothing external."""
-    return [SchemaLinks(), JsonRenderPlugin(), YamlRenderPlugin()]
+def schema_plugins(documents: list[OpenAPIRenderPlugin]) -> list[OpenAPIRenderPlugin]:
+    """`/schema` (links) beside the `documents` (`/schema/openapi.json` and `.yaml`): nothing
+    external."""
+    return [SchemaLinks(), *documents]
