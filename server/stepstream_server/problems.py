@@ -170,7 +170,7 @@ def http_exception_handler(
 
 def store_error_handler(request: Request[Any, Any, Any], exc: StoreError) -> Response[Problem]:
     """The store cannot be used right now (a broken disk, a damaged file): 503, try again later."""
-    log.error("store error in %s %s: %s", request.method, request.url.path, exc)
+    log.error("store error in %s %r: %s", request.method, request.url.path, exc)
     return problem_response(
         503,
         f"the server cannot use its store right now ({exc}); try again later",
@@ -181,7 +181,7 @@ def store_error_handler(request: Request[Any, Any, Any], exc: StoreError) -> Res
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """A bug must not leak a traceback to the client; it goes to the server log instead."""
-    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    log.error("unhandled error in %s %r", request.method, request.url.path, exc_info=exc)
     return problem_response(500, "the server hit an unexpected error; its log has the details")
 
 

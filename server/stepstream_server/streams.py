@@ -42,6 +42,7 @@ CLOSE_POLICY_VIOLATION = 1008
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNKNOWN_EXECUTION = 4404
 PAGE = 200
+MAX_WATCHED = 1_000  # ids one watch may list: each costs a store read when it connects
 
 # uvicorn raises its ClientDisconnected (an OSError) when sending to a closed socket.
 GONE = (WebSocketDisconnect, OSError)
@@ -187,6 +188,13 @@ async def watch_stream(
     """
     await socket.accept()
     ids = _parse_ids(socket.query_params.get("ids"))
+    if len(ids) > MAX_WATCHED:
+        message = (
+            f"ids lists {len(ids)} executions; watch at most {MAX_WATCHED} per connection, "
+            "or leave ids out to watch them all"
+        )
+        await _refuse(socket, "", message, CLOSE_BAD_REQUEST)
+        return
     # Subscribe before reading the statuses so nothing falls between the two;
     # the watch drops what a status already covers.
     watch = engine.watch(frozenset(ids) if ids else None)

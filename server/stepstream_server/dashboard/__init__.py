@@ -13,9 +13,9 @@ import html
 from pathlib import Path
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response, route
 from litestar.datastructures import CacheControlHeader
-from litestar.enums import MediaType
+from litestar.enums import HttpMethod, MediaType
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.router import Router
@@ -37,8 +37,9 @@ def dashboard_routes() -> list[HTTPRouteHandler | Router]:
     """The page at `/` and the static files under `/static/`, both marked public."""
     page = (STATIC / "index.html").read_bytes()
 
-    @get(
+    @route(
         "/",
+        http_method=[HttpMethod.GET, HttpMethod.HEAD],
         media_type=MediaType.HTML,
         cache_control=REVALIDATE,
         include_in_schema=False,
