@@ -19,11 +19,13 @@ from stepstream.transports import CancelRelay, ReadableTransport, Transport
 from stepstream.transports.publisher import publishing
 from stepstream.transports.subscriber import Subscriber
 
-from .api import api_router, health
-from .auth import bearer_auth, public_routes, public_trees
+from .api import api_router, health, ready
+from .auth import bearer_auth, public_routes, public_trees, token_problem
+from .bodies import JsonRequest
 from .dashboard import dashboard_routes, schema_plugins
 from .dependencies import OffLoop, provide
 from .hookspecs import add_server_hookspecs
+from .openapi import PipelinesJson, PipelinesYaml
 from .problems import (
     http_exception_handler,
     internal_error_handler,
@@ -31,6 +33,8 @@ from .problems import (
     store_error_handler,
 )
 from .retention import PRUNE_INTERVAL, Retention, prune_forever
+from .sites import LOOPBACK_HOSTS, SitePolicy, site_guard
+from .submissions import Submissions
 
 DEFAULT_MAX_BODY_SIZE = 1_048_576
 
@@ -48,6 +52,8 @@ def create_app(
     publish: Sequence[Transport] = (),
     subscribe: Sequence[ReadableTransport] = (),
     publish_timeout: float = 5.0,
+    allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
+    allowed_origins: Iterable[str] = (),
 ) -> Litestar:
     """Serve `engine` over HTTP and WebSocket; executions run while the app runs.
 
@@ -58,10 +64,19 @@ def create_app(
     `publish_timeout` seconds at shutdown); what each `subscribe` transport
     carries from elsewhere is received into it. Plugins add routes
     (`register_routes`) and wrap the app (`asgi_wrapper`).
+
+    Requests must name one of `allowed_hosts` in their Host header (`*`: any), and
+    web pages of other sites than the server's own may use it only from
+    `allowed_origins` (`scheme://host[:port]`), which also get CORS headers; see
+    `sites.py`. A bad entry in either raises ValueError.
     """
+    if token is not None and (problem := token_problem(token)) is not None:
+        raise ValueError(f"the token {problem} (None serves without one)")
+    sites = SitePolicy(allowed_hosts, allowed_origins)
     plugins = engine.plugins
     add_server_hookspecs(plugins)
     off_loop = OffLoop()
+    submissions = Submissions(engine, off_loop)
 
     @asynccontextmanager
     async def run_engine(app: Litestar) -> AsyncIterator[None]:
@@ -86,8 +101,8 @@ def create_app(
                     await transport.aclose()
 
     app = Litestar(
-        route_handlers=[api_router(), health, *dashboard_routes()],
-        dependencies=provide(engine, off_loop),
+        route_handlers=[api_router(), health, ready, *dashboard_routes()],
+        dependencies=provide(engine, off_loop, submissions),
         lifespan=[run_engine],
         state={"max_body_size": max_body_size},
         exception_handlers={
@@ -96,12 +111,13 @@ def create_app(
             Exception: internal_error_handler,
         },
         request_max_body_size=max_body_size,
+        request_class=JsonRequest,
         logging_config=None,
         openapi_config=OpenAPIConfig(
             title="stepstream",
             version=version("stepstream-server"),
             description="Start pipeline executions and watch their progress.",
-            render_plugins=schema_plugins(),
+            render_plugins=schema_plugins([PipelinesJson(engine), PipelinesYaml(engine)]),
             openapi_router=Router(
                 "/schema",
                 route_handlers=[],
@@ -112,7 +128,7 @@ def create_app(
     )
     for offer in plugins.collect("register_routes", engine=engine):
         _isolated(offer.plugin, "register_routes", _register_all, app, offer.value)
-    if token:
+    if token is not None:
         # Around the router, not Litestar middleware: it guards unknown paths too and
         # adds no layer to every route (see auth.py).
         app.asgi_handler = bearer_auth(
@@ -122,6 +138,9 @@ def create_app(
         wrapped = _isolated(offer.plugin, "asgi_wrapper", offer.value, app.asgi_handler)
         if wrapped is not None:
             app.asgi_handler = wrapped
+    # Outermost: no plugin wrapper, token check or route sees a request from a site
+    # that may not use this server.
+    app.asgi_handler = site_guard(app.asgi_handler, sites)
     return app
 
 

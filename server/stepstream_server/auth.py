@@ -38,6 +38,28 @@ UNAUTHORIZED_HEADERS = [
 ]
 
 
+def token_problem(token: str) -> str | None:
+    """What makes `token` unusable (it ends "...; do this"), or None.
+
+    An empty token would turn authentication off, and whitespace at either end or a
+    control character cannot travel in an Authorization header.
+    """
+    if not token.strip():
+        what = "is empty" if not token else "is only whitespace"
+        return f"{what}, which would leave the server without authentication; give a token"
+    if token != token.strip():
+        return (
+            "starts or ends with whitespace, which an Authorization header cannot carry; remove it"
+        )
+    bad = next((c for c in token if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        return (
+            f"contains the control character {bad!r}, which an Authorization header cannot "
+            "carry; use printable characters"
+        )
+    return None
+
+
 def bearer_credentials(scope: Scope) -> bytes | None:
     """The credentials of the request's first `Authorization` header, if it is `Bearer ...`."""
     for name, value in scope["headers"]:

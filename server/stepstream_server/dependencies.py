@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from litestar.di import Provide
 
 from stepstream import Engine
+
+if TYPE_CHECKING:
+    from .submissions import Submissions
 
 T = TypeVar("T")
 
@@ -35,9 +38,11 @@ class OffLoop:
         return await anyio.to_thread.run_sync(call, *args, limiter=self._limiter)
 
 
-def provide(engine: Engine, off_loop: OffLoop) -> dict[str, Provide]:
-    """The app's dependencies: handlers take `engine: Engine` and `off_loop: OffLoop`."""
+def provide(engine: Engine, off_loop: OffLoop, submissions: Submissions) -> dict[str, Provide]:
+    """The app's dependencies: handlers take `engine: Engine`, `off_loop: OffLoop` and
+    `submissions: Submissions`."""
     return {
         "engine": Provide(lambda: engine, use_cache=True, sync_to_thread=False),
         "off_loop": Provide(lambda: off_loop, use_cache=True, sync_to_thread=False),
+        "submissions": Provide(lambda: submissions, use_cache=True, sync_to_thread=False),
     }

@@ -35,8 +35,9 @@ def asgi_wrapper(engine: Engine) -> Callable[[ASGIApp], ASGIApp] | None:
     """Return a function that takes the ASGI app and returns one wrapping it.
 
     Wrappers see every request and WebSocket before authentication and routing
-    (for logging, metrics, headers or an auth scheme of your own); the first
-    plugin registered ends up outermost.
+    (for logging, metrics, headers or an auth scheme of your own), but after the
+    server's Host and Origin checks (`stepstream_server.sites`), which refuse what
+    other web sites send; the first plugin registered ends up outermost.
     """
 
 

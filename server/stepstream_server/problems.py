@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -15,6 +15,12 @@ from litestar.openapi import ResponseSpec
 from stepstream import StoreError
 
 PROBLEM_JSON = "application/problem+json"
+# An error's size follows from the server's limits, never from the request: a body of a
+# million bad fields used to get a 422 nine times its size.
+MAX_DETAIL = 1_000  # characters of `detail`
+MAX_FIELDS = 20  # entries of `errors`; the detail says how many more there were
+MAX_FIELD_NAME = 100  # characters of a field's name in `errors`
+MAX_MESSAGE = 300  # characters of a field's message in `errors`
 
 log = logging.getLogger("stepstream_server")
 
@@ -37,6 +43,24 @@ class Problem(msgspec.Struct, omit_defaults=True, kw_only=True):
     execution_id: str | None = None
     execution_status: str | None = None
     pipelines: list[str] | None = None
+
+
+def clip(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with an ellipsis when longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def field_errors(
+    problems: Mapping[str, str], first: Collection[str] = ()
+) -> tuple[list[FieldError], int]:
+    """At most MAX_FIELDS bad fields, names and messages clipped, the fields named in `first`
+    (say, a pipeline's declared inputs) before the rest; and how many were left out."""
+    ordered = sorted(problems.items(), key=lambda item: item[0] not in first)
+    listed = [
+        FieldError(field=clip(name, MAX_FIELD_NAME), message=clip(message, MAX_MESSAGE))
+        for name, message in ordered[:MAX_FIELDS]
+    ]
+    return listed, len(problems) - len(listed)
 
 
 def problem_spec(description: str) -> ResponseSpec:
@@ -77,7 +101,7 @@ def problem_response(
         type=type_,
         title=title or HTTPStatus(status).phrase,
         status=status,
-        detail=detail,
+        detail=clip(detail, MAX_DETAIL),
         **members,
     )
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
@@ -99,7 +123,10 @@ def _validation_detail(exc: ValidationException) -> str:
             faults.append(message)
     if not faults:
         return exc.detail
-    return "; ".join(faults)
+    shown = [clip(fault, MAX_MESSAGE) for fault in faults[:MAX_FIELDS]]
+    if len(faults) > MAX_FIELDS:
+        shown.append(f"… and {len(faults) - MAX_FIELDS} more")
+    return "; ".join(shown)
 
 
 def _body_fault(key: str | None, message: str) -> str:
@@ -107,7 +134,7 @@ def _body_fault(key: str | None, message: str) -> str:
         return "the request body is empty; send a JSON object"
     if key in (None, "", "data"):
         return f"request body: {message}"
-    return f"request body field {key!r}: {message}"
+    return f"request body field {clip(key, MAX_FIELD_NAME)!r}: {message}"
 
 
 def http_exception_handler(
@@ -143,7 +170,7 @@ def http_exception_handler(
 
 def store_error_handler(request: Request[Any, Any, Any], exc: StoreError) -> Response[Problem]:
     """The store cannot be used right now (a broken disk, a damaged file): 503, try again later."""
-    log.error("store error in %s %s: %s", request.method, request.url.path, exc)
+    log.error("store error in %s %r: %s", request.method, request.url.path, exc)
     return problem_response(
         503,
         f"the server cannot use its store right now ({exc}); try again later",
@@ -154,7 +181,7 @@ def store_error_handler(request: Request[Any, Any, Any], exc: StoreError) -> Res
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """A bug must not leak a traceback to the client; it goes to the server log instead."""
-    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    log.error("unhandled error in %s %r", request.method, request.url.path, exc_info=exc)
     return problem_response(500, "the server hit an unexpected error; its log has the details")
 
 

@@ -64,6 +64,6 @@ class PipelineList(msgspec.Struct):
 
 
 class Health(msgspec.Struct):
-    """Liveness: the process answers."""
+    """Liveness (`ok`: the process answers) or readiness (`ready`: the store writes)."""
 
     status: str = "ok"

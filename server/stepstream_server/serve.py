@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
 import click
 
 from stepstream import (
@@ -16,15 +22,47 @@ from stepstream import (
 )
 from stepstream.cli import LoadError, load_pipelines
 
+from .auth import token_problem
 from .retention import PRUNE_INTERVAL, Retention
+from .sites import LOOPBACK_HOSTS, allowed_host, allowed_origin
 
 DEFAULT_STORE = "sqlite:///stepstream.db"
+TOKEN_ENV = "STEPSTREAM_TOKEN"
+ALL_INTERFACES = ("0.0.0.0", "::", "")
 
 
 class UsageProblem(click.ClickException):
     """A bad option value: one line on stderr and exit code 2, no traceback."""
 
     exit_code = 2
+
+
+class AllowedHostParam(click.ParamType):
+    """`--allow-host example.com`, `--allow-host 10.0.0.5:8000`, `--allow-host '*'`."""
+
+    name = "HOST"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        try:
+            return allowed_host(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class AllowedOriginParam(click.ParamType):
+    """`--allow-origin https://app.example.com`."""
+
+    name = "ORIGIN"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        try:
+            return allowed_origin(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class KeepParam(click.ParamType):
@@ -84,6 +122,39 @@ def _engine(
     return engine
 
 
+def _token(given: str | None, path: Path | None) -> str | None:
+    """The token from --token, --token-file or STEPSTREAM_TOKEN (in that order), checked.
+
+    An empty one is refused rather than taken as "no token", which used to turn
+    authentication off without a word.
+    """
+    if given is not None and path is not None:
+        raise UsageProblem("give --token or --token-file, not both")
+    if path is not None:
+        try:
+            token = path.read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+        except OSError as exc:
+            raise UsageProblem(f"cannot read --token-file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageProblem(f"--token-file {path} is not UTF-8 text") from None
+        source = f"--token-file {path}"
+    elif given is not None:
+        click.echo(
+            "warning: a --token on the command line can be read by every user of this machine "
+            f"(ps, /proc); pass it in {TOKEN_ENV} or with --token-file instead",
+            err=True,
+        )
+        token, source = given, "--token"
+    elif TOKEN_ENV in os.environ:
+        token, source = os.environ[TOKEN_ENV], TOKEN_ENV
+    else:
+        return None
+    problem = token_problem(token)
+    if problem is not None:
+        raise UsageProblem(f"the token from {source} {problem}")
+    return token
+
+
 def _check_store(store: ExecutionStore) -> None:
     """Read what the engine's recovery reads, so a damaged file stops the start with one line."""
     try:
@@ -109,6 +180,23 @@ def _announce(url: str, engine: Engine, store_url: str, retention: Retention | N
         steps = len(pipeline.steps)
         about = f" - {pipeline.description}" if pipeline.description else ""
         click.echo(f"  {name} ({steps} step{'s' if steps != 1 else ''}){about}")
+
+
+@dataclass(frozen=True)
+class Sites:
+    """The Host names the server answers for and the other sites' origins it lets in."""
+
+    hosts: tuple[str, ...]
+    origins: tuple[str, ...]
+
+
+def _allowed_hosts(host: str, extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The loopback names, the address it listens on (when it names one), and `--allow-host`."""
+    try:
+        own = () if host in ALL_INTERFACES else (allowed_host(host),)
+    except ValueError:  # not a name a client could send; binding to it reports the error
+        own = ()
+    return tuple(dict.fromkeys([*LOOPBACK_HOSTS, *own, *extra]))
 
 
 def _url(host: str, port: int) -> str:
@@ -138,10 +226,36 @@ def _url(host: str, port: int) -> str:
     help="Run at most N executions at once; the rest wait as pending, first in first out.",
 )
 @click.option(
-    "--token",
-    envvar="STEPSTREAM_TOKEN",
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Require 'Authorization: Bearer TOKEN' (or ?token= on WebSockets). Env: STEPSTREAM_TOKEN.",
+    help="Require 'Authorization: Bearer TOKEN' (or ?token= on WebSockets), TOKEN being this "
+    "file's content (one trailing newline ignored). Or set it in the environment: "
+    f"{TOKEN_ENV}=TOKEN.",
+)
+@click.option(
+    "--token",
+    default=None,
+    help=f"The same, TOKEN given here: other users can read it with ps; prefer {TOKEN_ENV} "
+    "or --token-file.",
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    type=AllowedHostParam(),
+    help="Also answer requests whose Host header names HOST (a name or address, optionally "
+    "with :PORT), besides localhost, 127.0.0.1, [::1] and --host; repeatable; '*' for any. "
+    "Others get 403, so web pages cannot reach the server through DNS rebinding.",
+)
+@click.option(
+    "--allow-origin",
+    "allow_origins",
+    multiple=True,
+    type=AllowedOriginParam(),
+    help="Let web pages of ORIGIN (https://app.example.com) use the API and the WebSockets "
+    "(with CORS); repeatable. Pages of other sites can neither change anything, open a "
+    "WebSocket, nor read an answer; clients that are not browsers are not affected.",
 )
 @click.option(
     "--store",
@@ -179,25 +293,108 @@ def serve(
     port: int,
     targets: tuple[str, ...],
     max_concurrent: int | None,
+    token_file: Path | None,
     token: str | None,
+    allow_hosts: tuple[str, ...],
+    allow_origins: tuple[str, ...],
     store: str,
     retention: Retention | None,
     prune_interval: float,
     progress_interval: float,
 ) -> None:
-    """Serve the progress API (REST and WebSocket) and run executions; Ctrl-C stops gracefully."""
+    """Serve the progress API (REST and WebSocket) and run executions; Ctrl-C stops gracefully.
+
+    Without a token (STEPSTREAM_TOKEN, --token-file or --token) anyone who can reach the
+    port can use the API: by default only this machine, and only pages of its own site.
+    """
+    token = _token(token, token_file)
+    sites = Sites(hosts=_allowed_hosts(host, allow_hosts), origins=allow_origins)
     engine = _engine(
         plugins, _pipelines(plugins, targets), store, max_concurrent, progress_interval
     )
     opened = engine.store
+    recovered = False
     try:
         _check_store(opened)
-        _serve(engine, host, port, token, _store_url(store, opened), retention, prune_interval)
+        _recover(engine)
+        recovered = True
+        _serve(
+            engine, host, port, token, sites, _store_url(store, opened), retention, prune_interval
+        )
     finally:
+        _close(opened, quiet=not recovered)
+
+
+def _recover(engine: Engine) -> None:
+    """Settle what the last run left (end or requeue its executions) before serving anything.
+
+    It writes to the store, so a full disk or a read-only file shows here: one line and
+    exit 2, not a traceback from the app's startup. What the store logs meanwhile (a
+    failed write, retried) is held back, and shown only if recovery succeeds or with -v.
+    """
+    with HeldLogs() as held:
         try:
-            opened.close()  # after the engine stopped, so its `cancelled` records are kept
+            engine.recover()
+        except StoreError as exc:
+            held.release(only_if_verbose=True)
+            raise UsageProblem(
+                f"{exc}; the server did not start, as it could not record how the executions "
+                "of the last run ended: make the store writable (free some space), then start "
+                "it again"
+            ) from None
+        held.release()
+
+
+def _close(store: ExecutionStore, *, quiet: bool) -> None:
+    """Close the store last, after the engine stopped, so its `cancelled` records are kept.
+
+    `quiet` when the start already failed: the one line said why, and a store that
+    cannot write cannot flush on close either.
+    """
+    if not quiet:
+        try:
+            store.close()
         except StoreError as exc:
             raise click.ClickException(str(exc)) from None
+        return
+    with HeldLogs() as held, contextlib.suppress(StoreError):
+        store.close()
+    held.release(only_if_verbose=True)
+
+
+class HeldLogs(logging.Filter):
+    """While active, holds back what reaches the root logger's handlers; `release` writes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self._handlers: list[logging.Handler] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not any(r is record for r in self.records):  # each handler sees a record once
+            self.records.append(record)
+        return False
+
+    def __enter__(self) -> HeldLogs:
+        self._handlers = list(logging.getLogger().handlers)
+        for handler in self._handlers:
+            handler.addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handler in self._handlers:
+            handler.removeFilter(self)
+
+    def release(self, *, only_if_verbose: bool = False) -> None:
+        """Write the held records (only at -v's level, INFO, or finer if `only_if_verbose`)."""
+        records, self.records = self.records, []
+        if only_if_verbose and logging.getLogger().getEffectiveLevel() > logging.INFO:
+            return
+        for handler in self._handlers:
+            handler.removeFilter(self)
+            for record in records:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
 
 
 def _serve(
@@ -205,6 +402,7 @@ def _serve(
     host: str,
     port: int,
     token: str | None,
+    sites: Sites,
     store_url: str,
     retention: Retention | None,
     prune_interval: float,
@@ -226,8 +424,20 @@ def _serve(
         click.echo("stopping: cancelling running executions (Ctrl-C again to quit now)", err=True)
 
     app = create_app(
-        engine, token=token or None, retention=retention, prune_interval=prune_interval
+        engine,
+        token=token,
+        retention=retention,
+        prune_interval=prune_interval,
+        allowed_hosts=sites.hosts,
+        allowed_origins=sites.origins,
     )
+    if host in ALL_INTERFACES and sites.hosts == _allowed_hosts(host, ()):
+        click.echo(
+            f"note: listening on all interfaces, but only requests for "
+            f"{', '.join(LOOPBACK_HOSTS)} are answered; add --allow-host NAME for each name "
+            "or address clients use (--allow-host '*' for any)",
+            err=True,
+        )
     if not run(app, sock, lambda: _announce(url, engine, store_url, retention), on_stop):
         raise click.ClickException("the server failed to start; run with -v for details")
     cancelled = sum(1 for i in running if engine.get(i).status == "cancelled")

@@ -19,6 +19,8 @@ from litestar import Litestar
 
 from stepstream.cli import cancel_on_interrupt
 
+from .redaction import redact_secrets_in_logs
+
 
 class _HostSignalsServer(uvicorn.Server):
     """uvicorn that leaves signals to its host and reports when it accepts connections."""
@@ -63,6 +65,7 @@ def run(
 
     `on_ready` runs once the server accepts connections, `on_stop` when shutdown begins.
     """
+    redact_secrets_in_logs()  # WebSocket URLs carry ?token=, and uvicorn logs them with -v
     # A CPU-bound sync step holds the GIL for the default 5 ms slices, and every
     # WebSocket send waits for one; 1 ms slices keep streams live (p99 latency)
     # for a few percent of such a step's speed.

@@ -36,12 +36,14 @@ from stepstream import (
 )
 
 from .dependencies import OffLoop
+from .params import BadParameter, parse_after
 
 CLOSE_NORMAL = 1000
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNKNOWN_EXECUTION = 4404
 PAGE = 200
+MAX_WATCHED = 1_000  # ids one watch may list: each costs a store read when it connects
 
 # uvicorn raises its ClientDisconnected (an OSError) when sending to a closed socket.
 GONE = (WebSocketDisconnect, OSError)
@@ -91,15 +93,6 @@ async def _refuse(socket: WebSocket, execution_id: str, message: str, code: int)
     await _close(socket, code, message.encode()[:120].decode(errors="ignore"))
 
 
-def _parse_after(raw: str | None) -> int | None:
-    if raw is None:
-        return None
-    value = int(raw)
-    if value < 0:
-        raise ValueError(raw)
-    return value
-
-
 async def _status_then_events(subscription: Subscription) -> AsyncIterator[Event]:
     assert subscription.status is not None
     yield subscription.status
@@ -117,11 +110,10 @@ async def progress_stream(
     """`status` first, then every event up to exactly one terminal one, then close 1000."""
     await socket.accept()
     raw_after = socket.query_params.get("after")
-    try:
-        after = _parse_after(raw_after)
-    except ValueError:
-        message = f"after must be a sequence number (an integer >= 0), got {raw_after!r}"
-        await _refuse(socket, execution_id, message, CLOSE_BAD_REQUEST)
+    try:  # the REST route's parser: `?after=` means the same on both
+        after = None if raw_after is None else parse_after(raw_after)
+    except BadParameter as exc:
+        await _refuse(socket, execution_id, str(exc), CLOSE_BAD_REQUEST)
         return
     logs = _wants_logs(socket)
     try:
@@ -205,6 +197,13 @@ async def watch_stream(
     """
     await socket.accept()
     ids = _parse_ids(socket.query_params.get("ids"))
+    if len(ids) > MAX_WATCHED:
+        message = (
+            f"ids lists {len(ids)} executions; watch at most {MAX_WATCHED} per connection, "
+            "or leave ids out to watch them all"
+        )
+        await _refuse(socket, "", message, CLOSE_BAD_REQUEST)
+        return
     # Subscribe before reading the statuses so nothing falls between the two;
     # the watch drops what a status already covers.
     watch = engine.watch(frozenset(ids) if ids else None, logs=_wants_logs(socket))

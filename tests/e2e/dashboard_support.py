@@ -11,8 +11,11 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,50 @@ TWO = str(PIPELINES / "two.py")
 TERMINAL = ("completed", "failed", "cancelled")
 
 
+class Site:
+    """Another web site, on a loopback port of its own: the pages tests put there.
+
+    A real server, not pages Playwright makes up: Chromium lets a page load from
+    loopback only if the page itself came from a private address.
+    """
+
+    def __init__(self) -> None:
+        pages = self.pages = {}  # path: HTML
+
+        class Pages(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = pages.get(self.path, "").encode()
+                self.send_response(200 if body else 404)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Pages)
+        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def show(self, tab: Any, html: str) -> None:
+        """Open `html` in `tab` as a page of this site, so the browser sends its Origin."""
+        path = f"/{uuid.uuid4().hex}"
+        self.pages[path] = html
+        tab.goto(self.origin + path)
+
+
+_sites: dict[str, Site] = {}
+
+
+def site(name: str) -> Site:
+    """The site called `name`, started on first use: `embed` is let in by every server
+    `serve` starts (--allow-origin), any other is not."""
+    if name not in _sites:
+        _sites[name] = Site()
+    return _sites[name]
+
+
 @dataclass
 class Served:
     """One `stepstream serve` process on `port` with its store in `folder`."""
@@ -65,15 +112,14 @@ class Served:
         self.starts += 1
         err = self.folder / f"serve-{self.starts}.err"
         command = [*stepstream_command(), "serve", "--port", str(self.port), *self.args]
-        if self.token:
-            command += ["--token", self.token]
+        env = ENV | {"STEPSTREAM_TOKEN": self.token} if self.token else ENV
         with err.open("wb") as stderr:
             self.process = subprocess.Popen(
                 command,
                 cwd=self.folder,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
-                env=ENV,
+                env=env,
             )
         wait_for_health(self.process, self.base_url, stderr=err.read_text)
         return self
@@ -117,9 +163,13 @@ class Served:
 
 
 def serve(folder: Path, *args: str, token: str | None = None) -> Served:
-    """`stepstream serve` in `folder` (its own SQLite file) with the test pipelines."""
+    """`stepstream serve` in `folder` (its own SQLite file) with the test pipelines, letting
+    pages of `site("embed")` in (the embeddable script's tests)."""
     folder.mkdir(parents=True, exist_ok=True)
-    defaults = ("--pipelines", FORMS, "--pipelines", TWO, "--progress-interval", "0.05")
+    defaults = (
+        *("--pipelines", FORMS, "--pipelines", TWO, "--progress-interval", "0.05"),
+        *("--allow-origin", site("embed").origin),
+    )
     return Served(folder, free_port(), (*defaults, *args), token=token).start()
 
 

@@ -24,6 +24,7 @@ from dashboard_support import (
     execution_hash,
     serve,
     shot,
+    site,
 )
 
 expect = playwright_api.expect
@@ -487,7 +488,7 @@ def test_the_pages_recover_when_the_server_restarts(browser: Any, tmp_path: Path
         queued_page.goto(f"{served.base_url}/#/executions/{queued}")
         expect(status_of(queued_page)).to_have_text("pending")
         expect(queued_page.locator("#connection")).to_have_text("Live")
-        embed.set_content(embed_page(served.base_url))
+        site("embed").show(embed, embed_page(served.base_url))
         embed.evaluate(f"follow({queued!r})")
         expect(embed.locator("#state")).to_have_text("open")
 
@@ -558,7 +559,7 @@ def embed_page(base_url: str, token: str = "") -> str:
 
 
 def test_the_embeddable_script_drives_a_bar_on_another_page(page: Any, server: Served) -> None:
-    page.set_content(embed_page(server.base_url))
+    site("embed").show(page, embed_page(server.base_url))
     execution_id = server.submit(steps=2, seconds_per_step=1)
     page.evaluate(f"follow({execution_id!r})")
     expect(page.locator("#done")).to_have_text("completed")
@@ -572,3 +573,35 @@ def test_the_embeddable_script_drives_a_bar_on_another_page(page: Any, server: S
 
     page.evaluate("follow('exec_nope')")
     expect(page.locator("#error")).to_have_text("4404")
+
+
+def test_a_page_of_another_site_cannot_start_watch_or_read(page: Any, server: Served) -> None:
+    """What any web page a user opens could do to a server on their machine, before."""
+    watched = server.submit(steps=1, seconds_per_step=0.2)
+    before = len(server.client.get("/api/v1/executions", params={"limit": 200}).json()["items"])
+    site("other").show(page, embed_page(server.base_url))
+    # A "simple" POST (text/plain, no preflight), as a hostile page would send it.
+    page.evaluate(
+        """async (base) => {
+            await fetch(base + "/api/v1/executions", {
+                method: "POST", mode: "no-cors", body: '{"pipeline": "demo"}',
+                headers: {"Content-Type": "text/plain"},
+            });
+        }""",
+        server.base_url,
+    )
+    # Reading the API is blocked by the browser: no CORS headers for this origin.
+    read = page.evaluate(
+        """async (base) => {
+            try { await fetch(base + "/api/v1/executions"); return "read"; }
+            catch (error) { return "blocked"; }
+        }""",
+        server.base_url,
+    )
+    assert read == "blocked"
+    after = server.client.get("/api/v1/executions", params={"limit": 200}).json()["items"]
+    assert len(after) == before, "a page of another site started an execution"
+    # The embeddable script is told why it cannot watch, and stops trying.
+    page.evaluate(f"follow({watched!r})")
+    expect(page.locator("#error")).to_have_text("4403")
+    assert page.locator("#done").text_content() == ""

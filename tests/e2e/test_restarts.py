@@ -6,6 +6,7 @@ file in the test's folder, watched through the HTTP API and the WebSocket.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -467,3 +468,83 @@ def test_killed_the_moment_a_client_hears_completed_the_execution_stays_complete
         assert record["outputs"] == {"items": 3}
         assert [e["type"] for e in server.events(execution_id)][-1] == "completed"
     assert server.stop() == 0
+
+
+# -- a restart on a full disk -----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str = "512k") -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `path` (tests run as root, here and in CI); unmounted after."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
+        if os.path.ismount(path):
+            subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(directory: Path) -> None:
+    """Write a file until the file system is full."""
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for size in (65536, 4096, 512, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
+
+
+def test_a_restart_on_a_full_disk_is_one_line_and_exit_2(
+    tmp_path: Path, serve: Callable[..., Server]
+) -> None:
+    """It printed a 58-line traceback from the app's startup and exited 1."""
+    with small_disk(tmp_path / "disk") as disk:
+        store = ("--store", f"sqlite:///{disk}/runs.db")
+        started = [serve(*store)]
+        first = started[0]
+        try:
+            running = first.submit(**LONG)
+            queued = first.submit(items=3)
+            first.wait_for(running, "running")
+            first.events(running)  # returns once the lifecycle events so far are on disk
+            fill(disk)
+            # The writer now fails: readiness says so, liveness does not.
+            first.wait_until(
+                lambda: first.client.get("/health/ready").status_code == 503,
+                "/health/ready to see the full disk",
+            )
+            assert "disk is full" in first.client.get("/health/ready").json()["detail"]
+            assert first.client.get("/health").status_code == 200
+            first.kill()
+
+            # Recovery must write (the running execution ends failed), and cannot.
+            result = run_serve(tmp_path, "--pipelines", CRAWL, *store)
+            assert result.returncode == 2, result
+            (line,) = result.stderr.splitlines()
+            assert line.startswith(f"Error: cannot write to store {disk / 'runs.db'}: "), line
+            assert "disk is full" in line and "free some space" in line
+            assert result.stdout == ""
+
+            # With space again, the same file starts and nothing was lost.
+            (disk / "filler").unlink()
+            second = serve(*store, port=first.port)
+            started.append(second)
+            failed = second.record(running)
+            assert failed["status"] == "failed" and failed["error"]["type"] == "ServerStopped"
+            assert second.wait_for(queued, "completed")["outputs"] == {"items": 9}
+            assert second.stop() == 0
+        finally:  # before the unmount: a server still holds its files there
+            for server in started:
+                if server.process.poll() is None:
+                    server.process.kill()
+                    server.process.wait()

@@ -24,6 +24,7 @@ from litestar import Litestar
 from stepstream import Engine
 from stepstream.stores import ExecutionStore
 from stepstream_server.app import create_app
+from stepstream_server.sites import LOOPBACK_HOSTS
 
 from cli_support import WAIT
 from server_support import Api, bearer, make_engine
@@ -114,7 +115,8 @@ class Server(Api):
 @pytest.fixture
 async def start_server() -> AsyncIterator[Callable[..., Awaitable[Server]]]:
     """Factory: `await start_server(*, token=None, max_concurrent=None, store=None,
-    engine=None, **app_kwargs)`.
+    engine=None, **app_kwargs)`; `allowed_hosts` defaults to the loopback names and
+    `testserver`, the host the in-process client asks for.
 
     Each server has the given engine, or a fresh one on `store` (default memory) with
     the bundled demos, the test pipelines and a 20 ms progress interval. Every server
@@ -132,6 +134,9 @@ async def start_server() -> AsyncIterator[Callable[..., Awaitable[Server]]]:
             **kwargs: Any,
         ) -> Server:
             engine = engine or make_engine(store=store, max_concurrent=max_concurrent)
+            # The in-process client asks for host `testserver`; a real server answers
+            # the loopback names by default.
+            kwargs.setdefault("allowed_hosts", (*LOOPBACK_HOSTS, "testserver"))
             app = create_app(engine, token=token, **kwargs)
             http = await clients.enter_async_context(app_client(app, bearer(token)))
             server = Server(http=http, engine=engine, token=token, app=app)

@@ -7,6 +7,10 @@ from urllib.parse import quote
 
 import pytest
 
+from stepstream_server.app import create_app
+
+from server_support import make_engine
+
 pytestmark = pytest.mark.anyio
 
 TOKEN = "s3cret-token"
@@ -114,8 +118,21 @@ async def test_right_token_works_everywhere(secured: Any) -> None:
 async def test_health_needs_no_token(secured: Any) -> None:
     async with secured.client(auth=False) as client:
         response = await client.get("/health")
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready"}
+
+
+@pytest.mark.parametrize("path", ["/health", "/health/ready"])
+async def test_head_of_a_probe_needs_no_token_either(secured: Any, path: str) -> None:
+    """HEAD /health answered 401 while GET /health was public."""
+    async with secured.client(auth=False) as client:
+        response = await client.head(path)
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.content == b""
+    assert response.headers["content-type"] == "application/json"
 
 
 @pytest.mark.parametrize("path", ["/api/v1/executions/{id}/progress/ws", "/api/v1/executions/ws"])
@@ -170,3 +187,10 @@ async def test_tokens_with_any_characters_work_in_header_and_query(start_server:
         messages, code = await server.read_to_close(ws)
     assert [m["type"] for m in messages] == ["status", "completed"]
     assert code == 1000
+
+
+@pytest.mark.parametrize("token", ["", "  ", " padded", "new\nline"])
+def test_create_app_refuses_a_token_that_cannot_work(token: str) -> None:
+    """An empty token used to serve without authentication, silently."""
+    with pytest.raises(ValueError, match="the token"):
+        create_app(make_engine(), token=token)

@@ -161,3 +161,116 @@ async def test_bad_requests_leave_a_running_execution_alone(server: Any) -> None
         "completed",
     ]
     assert events[-1]["seq"] == record["last_seq"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"pipeline": "\xff"}', id="0xff-in-a-string"),
+        pytest.param(b'{"pipeline": "quick", "inputs": {"items\xc3": 1}}', id="truncated-sequence"),
+        pytest.param(b'{"pipeline": "\xc0\xaf"}', id="overlong"),
+        pytest.param(b'{"pipeline": "\xed\xa0\x80"}', id="encoded-surrogate"),
+        pytest.param(b'\xff{"pipeline": "quick"}', id="before-the-json"),
+    ],
+)
+async def test_a_body_that_is_not_utf8_is_400_not_500(server: Any, body: bytes) -> None:
+    response = await server.http.post("/api/v1/executions", content=body, headers=JSON)
+    problem = server.problem(response, 400)
+    assert "not valid UTF-8" in problem["detail"], problem
+    assert await count_executions(server) == 0
+
+
+def nested(depth: int) -> bytes:
+    """A start request whose body nests arrays and objects `depth` levels deep in all."""
+    inner = "[" * (depth - 2) + "]" * (depth - 2)  # the body and `inputs` are two levels
+    return f'{{"pipeline": "quick", "inputs": {{"items": {inner}}}}}'.encode()
+
+
+@pytest.mark.parametrize("depth", [65, 200, 1_000, 100_000])
+async def test_a_body_nested_too_deep_is_400_naming_the_limit(server: Any, depth: int) -> None:
+    response = await server.http.post("/api/v1/executions", content=nested(depth), headers=JSON)
+    problem = server.problem(response, 400)
+    assert "more than 64 levels deep" in problem["detail"], problem
+    assert await count_executions(server) == 0
+
+
+async def test_a_body_at_the_depth_limit_is_read(server: Any) -> None:
+    response = await server.http.post("/api/v1/executions", content=nested(64), headers=JSON)
+    problem = server.problem(response, 422)  # read and validated: `items` wants an int
+    assert problem["errors"][0]["field"] == "items"
+    wide = {"pipeline": "demo", "inputs": {"steps": 1, "fail_at_step": None}}
+    response = await server.http.post("/api/v1/executions", json=wide)
+    assert response.status_code == 202, response.text
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",  # what a web page on another site can send without a preflight
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        None,
+    ],
+)
+async def test_a_body_that_is_not_declared_json_is_415(
+    server: Any, content_type: str | None
+) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = await server.http.post(
+        "/api/v1/executions", content=b'{"pipeline": "quick"}', headers=headers
+    )
+    problem = server.problem(response, 415)
+    assert "Content-Type: application/json" in problem["detail"], problem
+    assert await count_executions(server) == 0
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/x+json",
+    ],
+)
+async def test_json_content_types_are_accepted(server: Any, content_type: str) -> None:
+    response = await server.http.post(
+        "/api/v1/executions",
+        content=b'{"pipeline": "quick", "inputs": {"items": 1}}',
+        headers={"content-type": content_type},
+    )
+    assert response.status_code == 202, response.text
+
+
+async def test_a_422_stays_small_however_many_fields_are_bad(server: Any) -> None:
+    """1 MiB of unknown inputs used to get a 422 of 8.9 MB: every field, every message."""
+    inputs: dict[str, Any] = {f"k{i}": 0 for i in range(80_000)}
+    inputs["items"] = "many"  # a declared input with the wrong type: listed before the rest
+    body = json.dumps({"pipeline": "chatty", "inputs": inputs}).encode()
+    assert 900_000 < len(body) < 1_048_576
+    response = await server.http.post("/api/v1/executions", content=body, headers=JSON)
+    problem = server.problem(response, 422)
+    assert len(response.content) < 10_000, len(response.content)
+    fields = [e["field"] for e in problem["errors"]]
+    assert len(fields) == 20
+    assert set(fields[:2]) == {"items", "gate_name"}  # gate_name is missing
+    assert "and 79982 more" in problem["detail"], problem["detail"]
+    assert await count_executions(server) == 0
+
+
+async def test_long_names_and_messages_are_clipped(server: Any) -> None:
+    huge = "k" * 200_000
+    response = await server.http.post(
+        "/api/v1/executions", json={"pipeline": "quick", "inputs": {huge: 1}}
+    )
+    problem = server.problem(response, 422)
+    assert len(response.content) < 2_000
+    assert problem["errors"][0]["field"].startswith("kkk")
+    assert problem["errors"][0]["field"].endswith("…")
+    for body in ({"pipeline": huge}, {"pipeline": "quick", huge: 1}, {"pipeline": [huge]}):
+        response = await server.http.post("/api/v1/executions", json=body)
+        assert response.status_code in (400, 404), response.text[:200]
+        assert len(response.content) < 3_000, (body.keys(), len(response.content))
+        server.problem(response, response.status_code)

@@ -160,6 +160,21 @@ async def test_a_submission_the_store_cannot_keep_is_503_and_cancelled(start_ser
     assert second.json()["execution_status"] == "cancelled"
 
 
+async def test_ready_is_503_while_the_store_cannot_write(start_server: Any) -> None:
+    """/health said `ok` while every write failed; /health/ready says what is wrong."""
+    store = FailingStore()
+    server = await start_server(store=store)
+    assert (await server.http.get("/health/ready")).json() == {"status": "ready"}
+    store.full = True
+    async with server.client(auth=False) as client:
+        body = server.problem(await client.get("/health/ready"), 503)
+        assert body["type"] == "store-unavailable" and "disk is full" in body["detail"]
+        assert (await client.head("/health/ready")).status_code == 503
+        assert (await client.get("/health")).json() == {"status": "ok"}  # liveness: it runs
+    store.full = False
+    assert (await server.http.get("/health/ready")).status_code == 200
+
+
 @pytest.mark.parametrize("path", ["/api/v1/executions", "/api/v1/executions/{}/events"])
 async def test_a_store_that_cannot_be_read_is_a_503_problem(start_server: Any, path: str) -> None:
     store = FailingStore()

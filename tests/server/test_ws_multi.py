@@ -96,3 +96,17 @@ async def test_ids_filter_lists_statuses_errors_and_only_those_events(server: An
     assert {m["execution_id"] for m in messages} == {watched}, "an unwatched execution leaked in"
     assert messages[-1]["type"] == "completed"
     assert messages[-1]["outputs"] == {"gate": gate}
+
+
+async def test_watching_too_many_ids_is_refused_with_4400(server: Any) -> None:
+    """Each listed id costs a store read on connect; a URL of thousands was taken whole."""
+    ids = ",".join(f"exec_{n:026d}" for n in range(1_001))
+    async with server.ws(f"/api/v1/executions/ws?ids={ids}") as ws:
+        messages, code = await server.read_to_close(ws)
+    assert code == 4400
+    assert [m["type"] for m in messages] == ["error"]
+    assert "at most 1000" in messages[0]["message"]
+    within = ",".join(f"exec_{n:026d}" for n in range(1_000))
+    async with server.ws(f"/api/v1/executions/ws?ids={within}") as ws:
+        first = await server.recv_json(ws)
+    assert first["type"] == "error" and "exec_" in first["execution_id"]  # unknown, listed

@@ -7,7 +7,7 @@ from litestar import Router
 from ..streams import progress_stream, watch_stream
 from .events import receive_events
 from .executions import ExecutionController
-from .health import health
+from .health import health, ready
 from .logs import get_logs
 from .pipelines import PipelineController
 
@@ -29,4 +29,4 @@ def api_router() -> Router:
     )
 
 
-__all__ = ["API_PREFIX", "api_router", "health"]
+__all__ = ["API_PREFIX", "api_router", "health", "ready"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, get_args
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar, get_args
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
 
 from stepstream import (
     Engine,
@@ -17,7 +18,6 @@ from stepstream import (
     ExecutionElsewhere,
     ExecutionFinished,
     ExecutionRecord,
-    InputError,
     ProgressSnapshot,
     Status,
     StoreError,
@@ -25,11 +25,23 @@ from stepstream import (
 )
 
 from ..dependencies import OffLoop
-from ..problems import FieldError, ProblemError, problem_spec
+from ..params import (
+    CURSOR_SCHEMA,
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    MAX_SEQ,
+    BadParameter,
+    integer_schema,
+    parse_after,
+    parse_cursor,
+    parse_limit,
+    shown,
+)
+from ..problems import ProblemError, problem_spec
 from ..schemas import EventLog, ExecutionPage, SubmitRequest
-from .pipelines import unknown_pipeline
+from ..submissions import IDEMPOTENCY_KEY, KEY_SCHEMA, REPLAYED, Submissions, check_key
 
-MAX_PAGE = 200
+T = TypeVar("T")
 STATUSES: tuple[Status, ...] = get_args(Status)
 
 
@@ -48,29 +60,6 @@ def unknown_execution(error: UnknownExecution) -> ProblemError:
     )
 
 
-def not_stored(engine: Engine, execution_id: str, error: StoreError) -> ProblemError:
-    """The 503 for an execution the store could not keep; cancelled, so a retry makes no twin."""
-    try:
-        status = engine.cancel(execution_id).status
-    except ExecutionFinished as exc:
-        status = exc.status
-    if status in ("completed", "failed"):  # it ran to its end while the store was flushed
-        detail = f"execution {execution_id} ran ({status}) but could not be stored ({error})"
-    else:
-        detail = (
-            f"execution {execution_id} could not be stored ({error}), so it was cancelled; "
-            "submit it again once the store works"
-        )
-    return ProblemError(
-        503,
-        detail,
-        type_="store-unavailable",
-        title="Store unavailable",
-        execution_id=execution_id,
-        execution_status=status,
-    )
-
-
 def record_of(engine: Engine, execution_id: str) -> ExecutionRecord:
     """The record, or the 404 problem.
 
@@ -82,6 +71,14 @@ def record_of(engine: Engine, execution_id: str) -> ExecutionRecord:
         return engine.get(execution_id)
     except UnknownExecution as exc:
         raise unknown_execution(exc) from None
+
+
+def parsed(parse: Callable[[str | None], T], raw: str | None) -> T:
+    """A URL parameter parsed, or the 400 problem saying what would be accepted."""
+    try:
+        return parse(raw)
+    except BadParameter as exc:
+        raise ProblemError(400, f"query parameter {exc}") from None
 
 
 def _events_after(engine: Engine, execution_id: str, after: int) -> tuple[int, list[Event]]:
@@ -102,43 +99,52 @@ class ExecutionController(Controller):
         summary="Start an execution",
         response_headers=[
             ResponseHeader(
-                name="Location", description="URL of the new execution", documentation_only=True
-            )
+                name="Location", description="URL of the execution", documentation_only=True
+            ),
+            ResponseHeader(
+                name=REPLAYED,
+                description="`true` when an earlier request with this Idempotency-Key made "
+                "the execution, which is answered again instead of starting another",
+                documentation_only=True,
+            ),
         ],
         responses={
             400: BAD_REQUEST,
             404: problem_spec("No pipeline has this name; `pipelines` lists the known ones"),
-            422: problem_spec("The inputs do not fit the pipeline; `errors` lists every bad field"),
+            415: problem_spec("The body is not declared as JSON"),
+            422: problem_spec(
+                "The inputs do not fit the pipeline (`errors` lists the bad fields), or the "
+                "Idempotency-Key was used for another request (`execution_id` names its execution)"
+            ),
             503: problem_spec(
-                "The store cannot keep the execution, so it was cancelled; submit it again later"
+                "The store cannot keep the execution, so it was cancelled before it started; "
+                "submit it again once the store works"
             ),
         },
     )
     async def submit(
         self,
-        engine: NamedDependency[Engine],
-        off_loop: NamedDependency[OffLoop],
+        request: Request[Any, Any, Any],
+        submissions: NamedDependency[Submissions],
         data: JSONBody[SubmitRequest],
+        idempotency_key: Annotated[
+            str | None,
+            HeaderParameter(
+                name=IDEMPOTENCY_KEY,
+                description="Any unique string (a UUID) naming this request: sending it again "
+                "answers the execution it made instead of starting another",
+                schema_extra=KEY_SCHEMA,
+            ),
+        ] = None,
     ) -> Response[ExecutionRecord]:
-        """Queue a pipeline run; it starts when a slot is free and answers 202 at once."""
-        try:
-            record = engine.submit(data.pipeline, data.inputs)
-        except KeyError as exc:
-            raise unknown_pipeline(engine, exc) from None
-        except InputError as exc:
-            raise ProblemError(
-                422,
-                f"the inputs do not fit pipeline {data.pipeline!r}; see `errors` for each field",
-                type_="invalid-inputs",
-                title="Invalid inputs",
-                errors=[FieldError(field=k, message=v) for k, v in exc.problems.items()],
-            ) from None
-        try:  # a 202 promises the execution exists, so it must survive a crash right after
-            await off_loop(engine.flush)
-        except StoreError as exc:
-            raise not_stored(engine, record.execution_id, exc) from None
-        location = f"/api/v1/executions/{record.execution_id}"
-        return Response(record, status_code=202, headers={"Location": location})
+        """Queue a pipeline run once it is stored; it starts when a slot is free. 202 at once."""
+        key = check_key(request.headers.getall(IDEMPOTENCY_KEY, []))
+        submitted = await submissions.submit(data.pipeline, data.inputs, key)
+        record = submitted.record
+        headers = {"Location": f"/api/v1/executions/{record.execution_id}"}
+        if submitted.replayed:
+            headers[REPLAYED] = "true"
+        return Response(record, status_code=202, headers=headers)
 
     @get("/", summary="List executions", responses={400: BAD_REQUEST})
     async def list_executions(
@@ -155,28 +161,37 @@ class ExecutionController(Controller):
         pipeline: Annotated[
             str | None, Parameter(description="Only executions of this pipeline")
         ] = None,
-        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 50,
+        limit: Annotated[
+            str,
+            Parameter(
+                description="How many executions per page",
+                schema_extra=integer_schema(1, MAX_PAGE, DEFAULT_PAGE),
+            ),
+        ] = str(DEFAULT_PAGE),
         cursor: Annotated[
-            str | None, Parameter(description="`next_cursor` of the previous page")
+            str | None,
+            Parameter(description="`next_cursor` of the previous page", schema_extra=CURSOR_SCHEMA),
         ] = None,
     ) -> ExecutionPage:
         """Newest first, filtered by status and pipeline, a page at a time."""
         if status is not None and status not in STATUSES:
             raise ProblemError(
                 400,
-                f"query parameter 'status' must be one of {', '.join(STATUSES)}; got {status!r}",
+                f"query parameter 'status' must be one of {', '.join(STATUSES)}; "
+                f"got {shown(status)}",
             )
+        size, before = parsed(parse_limit, limit), parsed(parse_cursor, cursor)
         page = await off_loop(
             functools.partial(
                 engine.list,
                 status=status,  # type: ignore[arg-type]
                 pipeline=pipeline,
-                limit=limit + 1,
-                before=cursor,
+                limit=size + 1,
+                before=before,
             ),
         )
-        more = len(page) > limit
-        del page[limit:]
+        more = len(page) > size
+        del page[size:]
         return ExecutionPage(items=page, next_cursor=page[-1].execution_id if more else None)
 
     @get("/{execution_id:str}", summary="Get an execution", responses={404: UNKNOWN_EXECUTION})
@@ -213,14 +228,20 @@ class ExecutionController(Controller):
         responses={
             404: UNKNOWN_EXECUTION,
             409: problem_spec("The execution already finished; `execution_status` says how"),
+            503: problem_spec("The store cannot write the cancel; `detail` says what it means"),
         },
     )
     async def cancel(
-        self, engine: NamedDependency[Engine], execution_id: FromPath[str]
+        self,
+        engine: NamedDependency[Engine],
+        off_loop: NamedDependency[OffLoop],
+        submissions: NamedDependency[Submissions],
+        execution_id: FromPath[str],
     ) -> ExecutionRecord:
         """A pending execution ends at once; a running one at its step's next checkpoint."""
         try:
-            return engine.cancel(execution_id)
+            submissions.cancelling(execution_id)
+            engine.cancel(execution_id)
         except UnknownExecution as exc:
             raise unknown_execution(exc) from None
         except ExecutionFinished as exc:
@@ -241,6 +262,18 @@ class ExecutionController(Controller):
                 execution_id=execution_id,
                 execution_status=exc.status,
             ) from None
+        try:  # a store shows an ending once it is written: answer `cancelled` for a pending one
+            await off_loop(engine.flush)
+        except StoreError as exc:
+            raise ProblemError(
+                503,
+                f"execution {execution_id} was cancelled, but the store could not write that "
+                f"({exc}); a restart before it can would see the execution as it was before",
+                type_="store-unavailable",
+                title="Store unavailable",
+                execution_id=execution_id,
+            ) from None
+        return record_of(engine, execution_id)
 
     @get(
         "/{execution_id:str}/events",
@@ -252,14 +285,21 @@ class ExecutionController(Controller):
         engine: NamedDependency[Engine],
         off_loop: NamedDependency[OffLoop],
         execution_id: FromPath[str],
-        after: Annotated[int, Parameter(ge=0, description="Return events with a greater seq")] = 0,
+        after: Annotated[
+            str,
+            Parameter(
+                description="Return events with a greater seq",
+                schema_extra=integer_schema(0, MAX_SEQ, 0),
+            ),
+        ] = "0",
     ) -> EventLog:
         """The events with `seq > after`, in order; `last_seq` is where to resume from."""
+        seq = parsed(parse_after, after)
         try:
-            seen, events = await off_loop(_events_after, engine, execution_id, after)
+            seen, events = await off_loop(_events_after, engine, execution_id, seq)
         except UnknownExecution as exc:
             raise unknown_execution(exc) from None
         # An event being written now may be counted in `seen` but not yet logged:
         # never claim more than was returned, or a client resuming would skip it.
-        last_seq = events[-1].seq if events else min(after, seen)
+        last_seq = events[-1].seq if events else min(seq, seen)
         return EventLog(execution_id=execution_id, events=events, last_seq=last_seq)

@@ -12,7 +12,8 @@ from litestar.params import FromPath, Parameter
 from stepstream import Engine, LogLine, UnknownExecution
 
 from ..dependencies import OffLoop
-from ..problems import ProblemError, problem_spec
+from ..params import MAX_SEQ, integer_schema, parse_after
+from .executions import BAD_REQUEST, UNKNOWN_EXECUTION, parsed, unknown_execution
 
 
 class LogPage(msgspec.Struct):
@@ -27,27 +28,26 @@ class LogPage(msgspec.Struct):
     "/executions/{execution_id:str}/logs",
     summary="Read an execution's captured logs",
     tags=["executions"],
-    responses={404: problem_spec("No execution has this id")},
+    responses={400: BAD_REQUEST, 404: UNKNOWN_EXECUTION},
 )
 async def get_logs(
     engine: NamedDependency[Engine],
     off_loop: NamedDependency[OffLoop],
     execution_id: FromPath[str],
     after: Annotated[
-        int, Parameter(ge=0, le=2**63 - 1, description="Return lines numbered above this")
-    ] = 0,
+        str,
+        Parameter(
+            description="Return lines numbered above this",
+            schema_extra=integer_schema(0, MAX_SEQ, 0),
+        ),
+    ] = "0",
 ) -> LogPage:
     """The kept lines (the last ones of each execution), in order, with their step and stream."""
+    number = parsed(parse_after, after)
     try:
-        lines = await off_loop(engine.logs, execution_id, after)
+        lines = await off_loop(engine.logs, execution_id, number)
     except UnknownExecution as exc:
-        raise ProblemError(
-            404,
-            str(exc),
-            type_="unknown-execution",
-            title="Unknown execution",
-            execution_id=execution_id,
-        ) from None
+        raise unknown_execution(exc) from None
     return LogPage(
-        execution_id=execution_id, lines=lines, next_after=lines[-1].n if lines else after
+        execution_id=execution_id, lines=lines, next_after=lines[-1].n if lines else number
     )

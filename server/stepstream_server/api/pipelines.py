@@ -8,19 +8,9 @@ from litestar.params import FromPath
 
 from stepstream import Engine
 
-from ..problems import ProblemError, problem_spec
+from ..problems import problem_spec
 from ..schemas import PipelineInfo, PipelineList
-
-
-def unknown_pipeline(engine: Engine, error: KeyError) -> ProblemError:
-    """The 404 for a pipeline name nobody registered; it lists the names that exist."""
-    return ProblemError(
-        404,
-        error.args[0],
-        type_="unknown-pipeline",
-        title="Unknown pipeline",
-        pipelines=sorted(engine.pipelines),
-    )
+from ..submissions import unknown_pipeline
 
 
 class PipelineController(Controller):
@@ -46,5 +36,5 @@ class PipelineController(Controller):
         """One pipeline: description, steps and the JSON Schema of its inputs."""
         try:
             return PipelineInfo.of(engine.pipeline(name))
-        except KeyError as exc:
-            raise unknown_pipeline(engine, exc) from None
+        except KeyError:
+            raise unknown_pipeline(engine, name) from None

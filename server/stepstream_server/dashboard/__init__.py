@@ -13,15 +13,11 @@ import html
 from pathlib import Path
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response, route
 from litestar.datastructures import CacheControlHeader
-from litestar.enums import MediaType
+from litestar.enums import HttpMethod, MediaType
 from litestar.handlers import HTTPRouteHandler
-from litestar.openapi.plugins import (
-    JsonRenderPlugin,
-    OpenAPIRenderPlugin,
-    YamlRenderPlugin,
-)
+from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
@@ -41,8 +37,9 @@ def dashboard_routes() -> list[HTTPRouteHandler | Router]:
     """The page at `/` and the static files under `/static/`, both marked public."""
     page = (STATIC / "index.html").read_bytes()
 
-    @get(
+    @route(
         "/",
+        http_method=[HttpMethod.GET, HttpMethod.HEAD],
         media_type=MediaType.HTML,
         cache_control=REVALIDATE,
         include_in_schema=False,
@@ -94,6 +91,7 @@ class SchemaLinks(OpenAPIRenderPlugin):
 """.encode()
 
 
-def schema_plugins() -> list[OpenAPIRenderPlugin]:
-    """`/schema` (links), `/schema/openapi.json` and `/schema/openapi.yaml`: nothing external."""
-    return [SchemaLinks(), JsonRenderPlugin(), YamlRenderPlugin()]
+def schema_plugins(documents: list[OpenAPIRenderPlugin]) -> list[OpenAPIRenderPlugin]:
+    """`/schema` (links) beside the `documents` (`/schema/openapi.json` and `.yaml`): nothing
+    external."""
+    return [SchemaLinks(), *documents]

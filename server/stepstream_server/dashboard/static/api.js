@@ -61,7 +61,7 @@ export function askToken() {
   const refused = Boolean(token());
   hint.textContent = refused
     ? "The server refused the token. Enter it again."
-    : "This server needs an access token (the one it was started with: --token or STEPSTREAM_TOKEN).";
+    : "This server needs an access token (the one it was started with: STEPSTREAM_TOKEN, --token-file or --token).";
   input.value = "";
   prompt = new Promise((resolve, reject) => {
     dialog.addEventListener(

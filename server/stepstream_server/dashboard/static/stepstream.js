@@ -17,6 +17,7 @@
   var FATAL = {
     4400: "the server refused the request",
     4401: "missing or invalid token",
+    4403: "the server does not accept this page's origin (start it with --allow-origin)",
     4404: "unknown execution",
   };
 
@@ -41,7 +42,8 @@
    *                                  "completed" (message.outputs), "failed" (message.error)
    *                                  or "cancelled"
    *   onError(error)                 once, when following cannot go on: error.code is the
-   *                                  close code (4401 bad token, 4404 unknown execution)
+   *                                  close code (4401 bad token, 4403 origin not allowed,
+   *                                  4404 unknown execution)
    *   onMessage(message)             every message, in order, none twice
    *   onConnection(state, info)      "open", or "retrying" with info.delay in ms
    *   token                          the server's token (a string, or a function returning one)
