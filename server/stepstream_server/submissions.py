@@ -28,6 +28,7 @@ from litestar.openapi.spec import OpenAPIType
 
 from stepstream import (
     Engine,
+    ExecutionFinished,
     ExecutionRecord,
     InputError,
     StepstreamError,
@@ -106,8 +107,6 @@ class Submissions:
         self.engine = engine
         self.off_loop = off_loop
         self.locks = KeyLocks()
-        self._starting: set[str] = set()  # created, waiting for the store before they start
-        self._cancelled: set[str] = set()  # of those, the ones cancelled meanwhile
 
     async def submit(
         self, pipeline: str, inputs: dict[str, Any] | None, key: str | None
@@ -123,11 +122,6 @@ class Submissions:
                 raise key_reused(key, existing)
             return Submitted(existing, replayed=True)
 
-    def cancelling(self, execution_id: str) -> None:
-        """Note a cancel of an execution that may still be between `create` and `start`."""
-        if execution_id in self._starting:
-            self._cancelled.add(execution_id)
-
     async def _create_keep_start(
         self, pipeline: str, inputs: dict[str, Any] | None, key: str | None
     ) -> ExecutionRecord:
@@ -139,19 +133,16 @@ class Submissions:
         except InputError as exc:
             raise invalid_inputs(engine, pipeline, exc) from None
         execution_id = job.execution_id
-        self._starting.add(execution_id)
         try:
             # A 202 promises the execution exists, so it must survive a crash right after.
             await self.off_loop(engine.flush)
         except StoreError as exc:
             self._cancel_unstarted(execution_id)
             raise not_stored(execution_id, exc, key) from None
-        finally:
-            self._starting.discard(execution_id)
-        if execution_id in self._cancelled:  # cancelled while the store kept it: never start
-            self._cancelled.discard(execution_id)
+        try:
+            return engine.start(job)
+        except ExecutionFinished:  # cancelled while the store kept it: it never starts
             return await self._read_back(execution_id)
-        return engine.start(job)
 
     def _cancel_unstarted(self, execution_id: str) -> None:
         # Cancelled meanwhile (StepstreamError): it never started either way.

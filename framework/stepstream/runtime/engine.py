@@ -175,6 +175,8 @@ class Engine:
             raise RuntimeError(
                 "Engine.start needs a running engine: use `async with Engine() as engine`"
             )
+        if job.ended:  # cancelled between create and start: it never runs
+            raise ExecutionFinished(job.execution_id, "cancelled")
         self._queue.put(job)
         return self.get(job.execution_id)
 
@@ -202,7 +204,7 @@ class Engine:
     async def execute(self, job: Job) -> tuple[Status, ErrorInfo | None]:
         """Run a created job here and now, unless it was cancelled while pending."""
         await self._load_history(job)
-        if job.finished.is_set():
+        if job.ended:
             return "cancelled", None
         try:
             return await self._runner.run(job)
@@ -409,7 +411,8 @@ class Engine:
             if job.started:
                 job.cancel()
             else:
-                job.finished.set()  # stays pending in the store; nobody waits for it here
+                job.ended = True  # stays pending in the store; nothing here runs it
+                job.finished.set()
         task_group.cancel_scope.cancel()
         return await task_group.__aexit__(exc_type, exc, tb)
 

@@ -65,6 +65,7 @@ class Job:
         self.scope: anyio.CancelScope | None = None
         self.thread_scope: anyio.CancelScope | None = None  # around a sync batch's thread
         self.started = False
+        self.ended = False  # its ending is recorded (`finished` is set once it is kept)
         self.finished = anyio.Event()
         self.outputs: Any = None
         self.failure: StepFailed | None = None

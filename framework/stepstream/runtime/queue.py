@@ -42,18 +42,18 @@ class ExecutionQueue:
                 self._queued = anyio.Event()
                 await self._queued.wait()
             job = self._waiting.popleft()
-            if job.finished.is_set():
+            if job.ended:
                 continue
             await self._limiter.acquire_on_behalf_of(job)
             await self._prepare(job)  # here, not in the task, so starts stay in order
-            if job.finished.is_set():
+            if job.ended:
                 self._limiter.release_on_behalf_of(job)
                 continue
             task_group.start_soon(self._run, job)
 
     async def _run(self, job: Job) -> None:
         try:
-            if not job.finished.is_set():  # not cancelled while waiting for its task
+            if not job.ended:  # not cancelled while waiting for its task
                 await self._execute(job)
         finally:
             self._limiter.release_on_behalf_of(job)

@@ -119,6 +119,7 @@ class Runner:
 
     def end(self, job: Job, status: Status, error: ErrorInfo | None = None) -> ExecutionRecord:
         """Record the end of `job` (run, or still pending); `announce` follows."""
+        job.ended = True
         return job.live.finished(status, job.outputs, error)
 
     async def announce(

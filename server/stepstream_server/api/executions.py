@@ -235,12 +235,10 @@ class ExecutionController(Controller):
         self,
         engine: NamedDependency[Engine],
         off_loop: NamedDependency[OffLoop],
-        submissions: NamedDependency[Submissions],
         execution_id: FromPath[str],
     ) -> ExecutionRecord:
         """A pending execution ends at once; a running one at its step's next checkpoint."""
         try:
-            submissions.cancelling(execution_id)
             engine.cancel(execution_id)
         except UnknownExecution as exc:
             raise unknown_execution(exc) from None
