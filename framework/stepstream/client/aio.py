@@ -73,7 +73,7 @@ class AsyncClient:
     async def _fetch(self, call: calls.Call[T]) -> T:
         """`_send` without turning transport errors into ServerUnavailable."""
         response = await self._http.request(
-            call.method, call.path, params=call.params, content=call.content
+            call.method, call.path, params=call.params, content=call.content, headers=call.headers
         )
         return call.result(response, self.url)
 

@@ -44,6 +44,11 @@ class Call(Generic[T]):
     pipeline: str | None = None
     empty_ok: bool = False  # a 204 answers None
 
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """A body is JSON, and says so: the server refuses other content types (415)."""
+        return JSON if self.content is not None else None
+
     def result(self, response: httpx.Response, base_url: str) -> T:
         """The decoded answer, None for a 204, or the exception the problem details mean."""
         status = response.status_code

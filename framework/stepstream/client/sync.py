@@ -78,7 +78,7 @@ class Client:
     def _fetch(self, call: calls.Call[T]) -> T:
         """`_send` without turning transport errors into ServerUnavailable."""
         response = self._http.request(
-            call.method, call.path, params=call.params, content=call.content
+            call.method, call.path, params=call.params, content=call.content, headers=call.headers
         )
         return call.result(response, self.url)
 
