@@ -364,7 +364,7 @@ class Engine:
             self._recorder.ingest(
                 FailedEvent(
                     execution_id=execution_id,
-                    seq=record.last_seq + self.store.seq_headroom + 1,
+                    seq=record.last_seq + 1,  # later events of the worker are duplicates
                     finished_at=datetime.now(UTC),
                     error=ErrorInfo(
                         type="WorkerLost",
