@@ -46,13 +46,18 @@ from .model.events import (
     encode,
 )
 from .model.fold import apply_event, status_of
+from .model.values import DEFAULT_MAX_OUTPUT_BYTES
 from .plugins import PluginManager, make_plugin_manager
-from .runtime.engine import Engine
+from .runtime.engine import DEFAULT_LOG_LINES, Engine
+from .runtime.jobs import DEFAULT_GRACE as DEFAULT_CANCEL_GRACE
 from .stores import ExecutionStore
 from .tracking.recorder import Receipt
 from .tracking.subscriptions import Subscription
 
 __all__ = [
+    "DEFAULT_CANCEL_GRACE",
+    "DEFAULT_LOG_LINES",
+    "DEFAULT_MAX_OUTPUT_BYTES",
     "DEFAULT_PROGRESS_INTERVAL",
     "AnyEvent",
     "AsyncClient",

@@ -7,10 +7,15 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
+from rich.console import Console
 
 from stepstream import (
+    DEFAULT_CANCEL_GRACE,
+    DEFAULT_LOG_LINES,
+    DEFAULT_MAX_OUTPUT_BYTES,
     DEFAULT_PROGRESS_INTERVAL,
     Engine,
     ExecutionStore,
@@ -20,13 +25,21 @@ from stepstream import (
     PluginManager,
     StoreError,
 )
-from stepstream.cli import LoadError, load_pipelines
+from stepstream.cli import (
+    LoadError,
+    UrlList,
+    exit_leaving_abandoned_threads,
+    load_pipelines,
+    open_transports,
+)
+from stepstream.transports import ReadableTransport, Transport, redacted
 
 from .auth import token_problem
 from .retention import PRUNE_INTERVAL, Retention
 from .sites import LOOPBACK_HOSTS, allowed_host, allowed_origin
 
 DEFAULT_STORE = "sqlite:///stepstream.db"
+DEFAULT_STALE_AFTER = 120.0
 TOKEN_ENV = "STEPSTREAM_TOKEN"
 ALL_INTERFACES = ("0.0.0.0", "::", "")
 
@@ -102,19 +115,10 @@ def _pipelines(plugins: PluginManager, targets: tuple[str, ...]) -> list[Pipelin
 
 
 def _engine(
-    plugins: PluginManager,
-    pipelines: list[Pipeline],
-    store: str,
-    max_concurrent: int | None,
-    progress_interval: float,
+    plugins: PluginManager, pipelines: list[Pipeline], store: str, **options: Any
 ) -> Engine:
     try:
-        engine = Engine(
-            plugins=plugins,
-            store=store,
-            max_concurrent=max_concurrent,
-            progress_interval=progress_interval,
-        )
+        engine = Engine(plugins=plugins, store=store, **options)
         for pipeline in pipelines:
             engine.add_pipeline(pipeline)
     except (StoreError, PipelineDefinitionError, PluginConflict) as exc:
@@ -286,6 +290,58 @@ def _url(host: str, port: int) -> str:
     show_default=True,
     help="Seconds between progress events of a running step.",
 )
+@click.option(
+    "--publish",
+    multiple=True,
+    type=UrlList(),
+    metavar="URL",
+    envvar="STEPSTREAM_PUBLISH",
+    help="Send the events of what this server runs to URL (another server's http://, a "
+    "broker); repeatable, or comma separated in STEPSTREAM_PUBLISH.",
+)
+@click.option(
+    "--subscribe",
+    multiple=True,
+    type=UrlList(),
+    metavar="URL",
+    envvar="STEPSTREAM_SUBSCRIBE",
+    help="Receive executions run elsewhere from URL (a broker a transport plugin reads); "
+    "they show here like local ones. Repeatable, or comma separated in STEPSTREAM_SUBSCRIBE.",
+)
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_STALE_AFTER,
+    show_default=True,
+    metavar="SECONDS",
+    help="Mark an execution run elsewhere failed once nothing was heard from its worker "
+    "for this long (a publishing worker repeats itself every 15 s while it lives).",
+)
+@click.option(
+    "--max-output-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_OUTPUT_BYTES,
+    show_default=True,
+    metavar="BYTES",
+    help="Outputs larger than this (as JSON) are replaced by a marker saying so.",
+)
+@click.option(
+    "--cancel-grace",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_CANCEL_GRACE,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a cancelled sync step that makes no Progress call may run on before it "
+    "is abandoned (its execution ends cancelled, its slot is freed).",
+)
+@click.option(
+    "--keep-log-lines",
+    type=click.IntRange(min=1),
+    default=DEFAULT_LOG_LINES,
+    show_default=True,
+    metavar="N",
+    help="What steps print and log is kept per execution: its last N lines.",
+)
 @click.pass_obj
 def serve(
     plugins: PluginManager,
@@ -301,6 +357,12 @@ def serve(
     retention: Retention | None,
     prune_interval: float,
     progress_interval: float,
+    publish: tuple[str, ...],
+    subscribe: tuple[str, ...],
+    stale_after: float,
+    max_output_bytes: int,
+    cancel_grace: float,
+    keep_log_lines: int,
 ) -> None:
     """Serve the progress API (REST and WebSocket) and run executions; Ctrl-C stops gracefully.
 
@@ -309,8 +371,20 @@ def serve(
     """
     token = _token(token, token_file)
     sites = Sites(hosts=_allowed_hosts(host, allow_hosts), origins=allow_origins)
+    transports = Transports(
+        publish=open_transports(plugins, publish),
+        subscribe=_readable(open_transports(plugins, subscribe)),
+    )
     engine = _engine(
-        plugins, _pipelines(plugins, targets), store, max_concurrent, progress_interval
+        plugins,
+        _pipelines(plugins, targets),
+        store,
+        max_concurrent=max_concurrent,
+        progress_interval=progress_interval,
+        stale_after=stale_after,
+        max_output_bytes=max_output_bytes,
+        cancel_grace=cancel_grace,
+        keep_log_lines=keep_log_lines,
     )
     opened = engine.store
     recovered = False
@@ -319,10 +393,38 @@ def serve(
         _recover(engine)
         recovered = True
         _serve(
-            engine, host, port, token, sites, _store_url(store, opened), retention, prune_interval
+            engine,
+            host,
+            port,
+            token,
+            sites,
+            transports,
+            _store_url(store, opened),
+            retention,
+            prune_interval,
         )
     finally:
         _close(opened, quiet=not recovered)
+    exit_leaving_abandoned_threads(engine, 0, Console(stderr=True))
+
+
+@dataclass(frozen=True)
+class Transports:
+    """Where the server sends what it runs, and where it receives what runs elsewhere."""
+
+    publish: list[Transport]
+    subscribe: list[ReadableTransport]
+
+
+def _readable(transports: list[Transport]) -> list[ReadableTransport]:
+    """The transports --subscribe names, each one that can be read; else a usage error."""
+    for transport in transports:
+        if not isinstance(transport, ReadableTransport):
+            raise UsageProblem(
+                f"{redacted(transport.url)} can only be published to, not subscribed to; "
+                "--subscribe takes a broker a transport plugin reads (e.g. redis://)"
+            )
+    return transports  # type: ignore[return-value]
 
 
 def _recover(engine: Engine) -> None:
@@ -403,6 +505,7 @@ def _serve(
     port: int,
     token: str | None,
     sites: Sites,
+    transports: Transports,
     store_url: str,
     retention: Retention | None,
     prune_interval: float,
@@ -430,6 +533,8 @@ def _serve(
         prune_interval=prune_interval,
         allowed_hosts=sites.hosts,
         allowed_origins=sites.origins,
+        publish=transports.publish,
+        subscribe=transports.subscribe,
     )
     if host in ALL_INTERFACES and sites.hosts == _allowed_hosts(host, ()):
         click.echo(

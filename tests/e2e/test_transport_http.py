@@ -121,3 +121,70 @@ def test_a_bad_publish_url_is_one_line_naming_the_installed_schemes(cli: Any) ->
     assert result.stderr.strip() == (
         "Error: no transport plugin handles carrier-pigeon:// (installed: http://, https://)"
     )
+
+
+def test_a_server_publishes_what_it_runs_to_another(server: Served, tmp_path: Path) -> None:
+    """`serve --publish URL`: a team's servers see each other's executions."""
+    edge = start_serve(
+        "--store",
+        f"sqlite:///{tmp_path}/edge.db",
+        "--pipelines",
+        CRAWL,
+        "--publish",
+        server.url,
+        cwd=tmp_path,
+    )
+    try:
+        with httpx.Client(base_url=edge.url, timeout=WAIT) as client:
+            response = client.post(
+                "/api/v1/executions", json={"pipeline": "crawl", "inputs": {"items": 3}}
+            )
+            execution_id = response.json()["execution_id"]
+            deadline = time.monotonic() + WAIT
+            while client.get(f"/api/v1/executions/{execution_id}").json()["status"] != "completed":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        with httpx.Client(base_url=server.url, timeout=WAIT) as client:
+            deadline = time.monotonic() + WAIT
+            while (seen := client.get(f"/api/v1/executions/{execution_id}")).status_code != 200 or (
+                seen.json()["status"] != "completed"
+            ):
+                assert time.monotonic() < deadline, seen.text
+                time.sleep(0.05)
+            assert seen.json()["origin"]["pid"] == edge.process.pid
+            assert seen.json()["outputs"] == {"items": 9}
+    finally:
+        edge.stop()
+
+
+def test_a_worker_that_vanishes_is_marked_failed_saying_so(tmp_path: Path) -> None:
+    watcher = start_serve(
+        "--store", f"sqlite:///{tmp_path}/s.db", "--stale-after", "2", cwd=tmp_path
+    )
+    worker = _worker(watcher.url, "-i", "items=1000", "-i", "pause=0.05")
+    try:
+        with httpx.Client(base_url=watcher.url, timeout=WAIT) as client:
+            deadline = time.monotonic() + WAIT
+            while not [
+                r
+                for r in client.get("/api/v1/executions").json()["items"]
+                if r["status"] == "running"
+            ]:
+                assert time.monotonic() < deadline, "the worker's run never showed up"
+                time.sleep(0.05)
+            worker.kill()
+            worker.wait(WAIT)
+            record = _execution_of(client, worker.pid)
+            deadline = time.monotonic() + WAIT
+            while record["status"] == "running":
+                assert time.monotonic() < deadline, "still running after its worker vanished"
+                time.sleep(0.1)
+                record = _execution_of(client, worker.pid)
+        assert record["status"] == "failed"
+        assert record["error"]["type"] == "WorkerLost"
+        assert f"pid {worker.pid}" in record["error"]["message"]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        watcher.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -11,14 +10,14 @@ import anyio
 import click
 from rich.console import Console
 
-from ..errors import InputError, PipelineDefinitionError, PluginConflict
+from ..errors import InputError, PipelineDefinitionError
 from ..hookspecs import hookimpl
 from ..runtime.engine import Engine
 from ..runtime.jobs import DEFAULT_GRACE
-from ..transports import Transport, TransportError, open_transport
 from ..transports.publisher import publishing
 from .console import ConsoleReporter
 from .loader import LoadError, load_pipeline
+from .options import UrlList, exit_leaving_abandoned_threads, open_transports
 from .signals import EXIT_INTERRUPTED, cancel_on_interrupt
 
 if TYPE_CHECKING:
@@ -29,36 +28,6 @@ EXIT_FAILED = 1
 
 class InvalidInputs(click.ClickException):
     """Inputs that do not fit: a usage problem (exit 2), not a failed step (exit 1)."""
-
-    exit_code = 2
-
-
-class UrlList(click.ParamType):
-    """A URL option that also reads a comma-separated list from its environment variable."""
-
-    name = "URL"
-    envvar_list_splitter = ","
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> str:
-        text = str(value).strip()
-        if not text:
-            self.fail("an empty URL", param, ctx)
-        return text
-
-
-def open_transports(plugins: PluginManager, urls: tuple[str, ...]) -> list[Transport]:
-    """The transports the URLs name; a bad one is a one-line usage error (exit 2)."""
-    try:
-        schemes = plugins.transport_schemes()
-        return [open_transport(url, schemes) for url in urls]
-    except (TransportError, PluginConflict) as exc:
-        raise UsageProblem(str(exc)) from None
-
-
-class UsageProblem(click.ClickException):
-    """A bad option value: one line on stderr and exit code 2."""
 
     exit_code = 2
 
@@ -222,20 +191,6 @@ def run(
         raise InvalidInputs(str(exc)) from None
     exit_leaving_abandoned_threads(engine, code, console)
     sys.exit(code)
-
-
-def exit_leaving_abandoned_threads(engine: Engine, code: int, console: Console) -> None:
-    """Exit now if a step's thread was abandoned: Python would otherwise wait for it."""
-    if engine.abandoned_threads:
-        console.print(
-            f"{engine.abandoned_threads} step thread(s) ignored the cancel and were abandoned; "
-            "exiting without waiting for them",
-            highlight=False,
-            soft_wrap=True,
-        )
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
 
 
 @click.command(name="plugins")

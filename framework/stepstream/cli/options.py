@@ -1,0 +1,61 @@
+"""Options and exits shared by the commands of every distribution (`run` here, `serve`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import click
+from rich.console import Console
+
+from ..errors import PluginConflict
+from ..transports import Transport, TransportError, open_transport
+
+if TYPE_CHECKING:
+    from ..plugins import PluginManager
+    from ..runtime.engine import Engine
+
+
+class UsageProblem(click.ClickException):
+    """A bad option value: one line on stderr and exit code 2."""
+
+    exit_code = 2
+
+
+class UrlList(click.ParamType):
+    """A URL option that also reads a comma-separated list from its environment variable."""
+
+    name = "URL"
+    envvar_list_splitter = ","
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        text = str(value).strip()
+        if not text:
+            self.fail("an empty URL", param, ctx)
+        return text
+
+
+def open_transports(plugins: PluginManager, urls: tuple[str, ...]) -> list[Transport]:
+    """The transports the URLs name; a bad one is a one-line usage error (exit 2)."""
+    try:
+        schemes = plugins.transport_schemes()
+        return [open_transport(url, schemes) for url in urls]
+    except (TransportError, PluginConflict) as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def exit_leaving_abandoned_threads(engine: Engine, code: int, console: Console) -> None:
+    """Exit now if a step's thread was abandoned: Python would otherwise wait for it."""
+    if engine.abandoned_threads:
+        console.print(
+            f"{engine.abandoned_threads} step thread(s) ignored the cancel and were abandoned; "
+            "exiting without waiting for them",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
