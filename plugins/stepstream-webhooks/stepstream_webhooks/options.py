@@ -50,8 +50,18 @@ def default_outbox() -> Path:
     return Path(state) / "stepstream" / "webhooks"
 
 
-_NUMBERS = {"retry_for", "timeout", "backoff", "backoff_max"}
-_OPTIONS = {"events", "secret_env", "outbox", "outbox_size", *_NUMBERS}
+_OPTIONS = frozenset(
+    {
+        "events",
+        "secret_env",
+        "outbox",
+        "outbox_size",
+        "retry_for",
+        "timeout",
+        "backoff",
+        "backoff_max",
+    }
+)
 
 
 def parse(url: str) -> Options:
