@@ -133,6 +133,10 @@ def run(
         inputs = _parse_inputs(pairs, inputs_json)
     except (LoadError, PipelineDefinitionError) as exc:
         raise click.ClickException(str(exc)) from None
+    try:  # here, before publishing starts: inside its task group the error would come grouped
+        pipeline.validate_inputs(inputs)
+    except InputError as exc:
+        raise InvalidInputs(str(exc)) from None
     transports = open_transports(plugins, publish)
     console = Console(stderr=True)
     engine = Engine(plugins=plugins, cancel_grace=cancel_grace)
@@ -185,10 +189,7 @@ def run(
         )
         return EXIT_FAILED
 
-    try:
-        code = anyio.run(main)
-    except InputError as exc:
-        raise InvalidInputs(str(exc)) from None
+    code = anyio.run(main)
     exit_leaving_abandoned_threads(engine, code, console)
     sys.exit(code)
 

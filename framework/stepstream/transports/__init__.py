@@ -82,6 +82,24 @@ class ReadableTransport(Transport, Protocol):
 
 
 @runtime_checkable
+class QueueingTransport(Transport, Protocol):
+    """A transport that keeps what `publish` accepts in a queue of its own and delivers it later.
+
+    Its `publish` returns once a batch is queued, so a slow receiver never holds up
+    the publisher; the publisher runs `deliver` on a task beside its own and, when
+    publishing ends, waits for its queue with `flush` in the time that is left.
+    """
+
+    async def deliver(self) -> None:
+        """Deliver what is queued, until cancelled; never raises otherwise."""
+        ...
+
+    async def flush(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for the queue to drain; how many events are left in it."""
+        ...
+
+
+@runtime_checkable
 class CancelRelay(Protocol):
     """A transport that also carries cancel requests to the process running an execution.
 

@@ -8,7 +8,8 @@ batch that could not be delivered is retried with exponential backoff and
 jitter; one the receiver refuses as malformed is dropped and counted. With no
 event to send for `heartbeat` seconds, the latest event of each running
 execution is sent again, so a receiver can tell a quiet step from a vanished
-worker.
+worker. A transport that queues on its own (`QueueingTransport`) delivers on a
+task the publisher runs beside its own, and its queue counts in `flush`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ import anyio.abc
 from ..errors import StepstreamError
 from ..model.events import TERMINAL_EVENTS, Envelope, Event
 from ..tracking.recorder import this_process
-from . import CancelRelay, Gap, Transport, TransportError, TransportRejected, redacted
+from . import (
+    CancelRelay,
+    Gap,
+    QueueingTransport,
+    Transport,
+    TransportError,
+    TransportRejected,
+    redacted,
+)
 
 if TYPE_CHECKING:
     from ..runtime.engine import Engine
@@ -75,6 +84,8 @@ class Publisher:
         async with anyio.create_task_group() as tasks:
             if isinstance(self.transport, CancelRelay):
                 tasks.start_soon(self._hear_cancels, self.transport)
+            if isinstance(self.transport, QueueingTransport):
+                tasks.start_soon(self.transport.deliver)
             await self._send_forever()
             tasks.cancel_scope.cancel()
 
@@ -100,11 +111,18 @@ class Publisher:
             self._watch.close()
 
     async def flush(self, timeout: float) -> int:
-        """Wait up to `timeout` seconds for everything queued to be delivered; what is left."""
+        """Wait up to `timeout` seconds for everything queued to be delivered; what is left.
+
+        A `QueueingTransport`'s own queue is waited for in the time that remains, and counts.
+        """
+        deadline = anyio.current_time() + timeout
         with anyio.move_on_after(timeout):
             while self.undelivered:
                 await anyio.sleep(0.01)
-        return self.undelivered
+        left = self.undelivered
+        if isinstance(self.transport, QueueingTransport):
+            left += await self.transport.flush(max(0.0, deadline - anyio.current_time()))
+        return left
 
     def _envelopes(self, events: list[Event]) -> list[Envelope]:
         envelopes = []
@@ -212,10 +230,15 @@ async def publishing(
 ) -> AsyncIterator[list[Publisher]]:
     """Publish the engine's executions to each transport while the block runs.
 
-    On leaving, waits up to `flush_timeout` seconds in all for what is queued to be
-    delivered (each publisher's `left` says what was not), then closes them.
+    On leaving, waits up to `flush_timeout` seconds in all, for every publisher at
+    once, for what is queued to be delivered (each publisher's `left` says what was
+    not), then closes them.
     """
     publishers = [Publisher(engine, transport) for transport in transports]
+
+    async def settle(publisher: Publisher) -> None:
+        publisher.left = await publisher.flush(flush_timeout)
+
     try:
         async with anyio.create_task_group() as senders:
             for publisher in publishers:
@@ -223,11 +246,10 @@ async def publishing(
             try:
                 yield publishers
             finally:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(flush_timeout):
-                    for publisher in publishers:
-                        await publisher.flush(flush_timeout)
-                for publisher in publishers:
-                    publisher.left = publisher.undelivered
+                with anyio.CancelScope(shield=True):
+                    async with anyio.create_task_group() as flushing:
+                        for publisher in publishers:
+                            flushing.start_soon(settle, publisher)
                 senders.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
