@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import math
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
 import aiomqtt
+import paho.mqtt.client as paho
 
 from stepstream.transports import TransportError, redacted
 
@@ -40,9 +41,18 @@ class Connection:
 
     @classmethod
     async def open(
-        cls, settings: Settings, *, client_id: str | None = None, persistent: bool = False
+        cls,
+        settings: Settings,
+        *,
+        client_id: str | None = None,
+        persistent: bool = False,
+        manual_acks: bool = False,
     ) -> Connection:
-        """Connect; TransportError saying why not. `persistent` keeps the session while away."""
+        """Connect; TransportError saying why not.
+
+        `persistent` keeps the session (subscriptions, queued messages) while away;
+        `manual_acks` holds each received message's PUBACK until `ack(mid)`.
+        """
         client = aiomqtt.Client(
             settings.host,
             settings.port,
@@ -53,23 +63,19 @@ class Connection:
             timeout=CONNECT_TIMEOUT,
             tls_context=_tls(settings) if settings.tls else None,
         )
+        if manual_acks:
+            # Before connecting: a resumed session's queued messages follow the CONNACK at once.
+            _paho(client).manual_ack_set(True)
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:
             raise failure(settings, exc) from None
         return cls(settings, client)
 
-    def acknowledge_manually(self) -> Callable[[int], None]:
-        """Hold each received QoS 1 message's PUBACK until the returned function sends it.
-
-        aiomqtt acknowledges a message on arrival and has no public switch yet
-        (aiomqtt issue #345); paho, under it, does, and the broker sends an
-        unacknowledged message again when a persistent session resumes. Call
-        before subscribing.
-        """
-        paho = self.client._client
-        paho.manual_ack_set(True)
-        return lambda mid: paho.ack(mid, 1)
+    def ack(self, mid: int) -> None:
+        """Send the PUBACK held for a QoS 1 message; lost with a lost connection, so the
+        broker sends the message again when the session resumes."""
+        _paho(self.client).ack(mid, 1)
 
     async def publish_all(self, messages: Sequence[Message]) -> None:
         """Publish in order, all in flight at once; return when the broker confirmed every one.
@@ -112,6 +118,12 @@ class Connection:
         with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self.client.__aexit__(None, None, None)
+
+
+def _paho(client: aiomqtt.Client) -> paho.Client:
+    """The paho client under aiomqtt, whose manual acknowledgements aiomqtt does not expose
+    yet (aiomqtt issue #345); the tests show a message read but not acknowledged comes again."""
+    return client._client
 
 
 async def _until_lost(client: aiomqtt.Client) -> NoReturn:

@@ -9,6 +9,7 @@ comes again when the session resumes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import uuid
@@ -42,10 +43,7 @@ class MqttDelivery:
     acks: list[Callable[[], object]] = field(default_factory=list)
 
     async def ack(self) -> None:
-        """Send the held PUBACKs, in the order the messages came; the broker forgets them.
-
-        On a connection lost since, they go nowhere: the session sends the messages again.
-        """
+        """Send the held PUBACKs, in the order the messages came; the broker forgets them."""
         for ack in self.acks:
             ack()
 
@@ -64,15 +62,17 @@ class Reader:
         attempt = 0
         while not self._closed:
             try:
-                self._connection = await Connection.open(
-                    self.settings, client_id=self.settings.client_id, persistent=True
+                self._connection = connection = await Connection.open(
+                    self.settings,
+                    client_id=self.settings.client_id,
+                    persistent=True,
+                    manual_acks=True,
                 )
-                ack = self._connection.acknowledge_manually()
-                await self._connection.client.subscribe(self.topics.all_events, qos=1)
+                await connection.client.subscribe(self.topics.all_events, qos=1)
                 if attempt:
                     log.warning("reading from %s again", self._where)
                 attempt = 0
-                async for delivery in self._deliveries(self._connection.client, ack):
+                async for delivery in self._deliveries(connection):
                     yield delivery
             except (aiomqtt.MqttError, TransportError) as exc:
                 if self._closed:
@@ -84,11 +84,9 @@ class Reader:
             finally:
                 await self._drop()
 
-    async def _deliveries(
-        self, client: aiomqtt.Client, ack: Callable[[int], object]
-    ) -> AsyncIterator[MqttDelivery]:
+    async def _deliveries(self, connection: Connection) -> AsyncIterator[MqttDelivery]:
         """What has arrived, as one delivery each time the reader asks."""
-        messages = client.messages
+        messages = connection.client.messages
         async for first in messages:
             batch = [first]
             while len(messages) and len(batch) < BATCH:
@@ -99,7 +97,7 @@ class Reader:
                 if envelope is not None:
                     delivery.envelopes.append(envelope)
                 if message.qos:
-                    delivery.acks.append(lambda mid=message.mid: ack(mid))
+                    delivery.acks.append(functools.partial(connection.ack, message.mid))
             yield delivery
 
     def _envelope(self, message: aiomqtt.Message) -> Envelope | None:
