@@ -96,6 +96,7 @@ class Connection:
                 )
             )
         )
+        sending.add_done_callback(_seen)
         try:
             done, _ = await asyncio.wait(
                 (sending, self._lost), timeout=ACK_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
@@ -130,6 +131,12 @@ async def _until_lost(client: aiomqtt.Client) -> NoReturn:
     async for _ in client.messages:  # nothing is subscribed: this ends only when the link does
         pass
     raise aiomqtt.MqttError("the message stream ended")
+
+
+def _seen(future: asyncio.Future[object]) -> None:
+    """Mark a batch's outcome retrieved: a cancelled gather ends holding a CancelledError."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _tls(settings: Settings) -> ssl.SSLContext:

@@ -243,10 +243,15 @@ async def subscribed(engine: Engine, transport: Any) -> AsyncIterator[Subscriber
         tasks.cancel_scope.cancel()
 
 
-def finished(engine: Engine, execution_id: str) -> ExecutionRecord | None:
-    """The engine's record of an execution once it is finished there, else None."""
+def known(engine: Engine, execution_id: str) -> ExecutionRecord | None:
+    """The engine's record of an execution, or None while it has never heard of it."""
     try:
-        record = engine.get(execution_id)
+        return engine.get(execution_id)
     except UnknownExecution:
         return None
-    return record if record.finished else None
+
+
+def finished(engine: Engine, execution_id: str) -> ExecutionRecord | None:
+    """The engine's record of an execution once it is finished there, else None."""
+    record = known(engine, execution_id)
+    return record if record is not None and record.finished else None
