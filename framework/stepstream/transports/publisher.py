@@ -213,15 +213,19 @@ async def publishing(
     """Publish the engine's executions to each transport while the block runs.
 
     On leaving, waits up to `flush_timeout` seconds in all for what is queued to be
-    delivered (each publisher's `left` says what was not), then closes them.
+    delivered (each publisher's `left` says what was not), then closes them. An
+    error of the block comes out as it is, not wrapped in the senders' ExceptionGroup.
     """
     publishers = [Publisher(engine, transport) for transport in transports]
+    failure: Exception | None = None
     try:
         async with anyio.create_task_group() as senders:
             for publisher in publishers:
                 await senders.start(publisher.run)
             try:
                 yield publishers
+            except Exception as exc:
+                failure = exc
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(flush_timeout):
                     for publisher in publishers:
@@ -233,3 +237,5 @@ async def publishing(
         with anyio.CancelScope(shield=True):
             for transport in transports:
                 await transport.aclose()
+    if failure is not None:
+        raise failure
