@@ -116,7 +116,9 @@ def test_a_server_killed_mid_run_catches_up_after_its_restart(tmp_path: Path) ->
 
 
 def test_a_bad_publish_url_is_one_line_naming_the_installed_schemes(cli: Any) -> None:
-    result = cli("run", f"{CRAWL}:crawl", "--publish", "carrier-pigeon://roof")
+    # Built-ins only: installed transport plugins (stepstream-mqtt...) would join the list.
+    only_built_ins = {**ENV, "STEPSTREAM_LOAD_PLUGINS": ""}
+    result = cli("run", f"{CRAWL}:crawl", "--publish", "carrier-pigeon://roof", env=only_built_ins)
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "Error: no transport plugin handles carrier-pigeon:// (installed: http://, https://)"
