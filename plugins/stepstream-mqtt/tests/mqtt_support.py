@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -166,9 +167,13 @@ async def end_sessions(client_ids: set[str]) -> None:
             pass
 
 
-async def open_session(client_id: str, topic_filter: str) -> None:
+async def open_session(
+    client_id: str, topic_filter: str, port: int = PORT, tls: ssl.SSLContext | None = None
+) -> None:
     """Create a reader's persistent session, as a server that ran once before would have."""
-    async with aiomqtt.Client(HOST, PORT, identifier=client_id, clean_session=False) as client:
+    async with aiomqtt.Client(
+        HOST, port, identifier=client_id, clean_session=False, tls_context=tls
+    ) as client:
         await client.subscribe(topic_filter, qos=1)
 
 
