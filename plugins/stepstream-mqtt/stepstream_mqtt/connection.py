@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 import aiomqtt
+import anyio
 import paho.mqtt.client as paho
 
 from stepstream.transports import TransportError, redacted
@@ -116,9 +117,13 @@ class Connection:
             if self._lost.done() and not self._lost.cancelled():
                 self._lost.exception()  # seen: the loss is why we close
             self._lost.cancel()
-        with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await self.client.__aexit__(None, None, None)
+        # Shielded: closing is often what a cancelled task does on its way out.
+        with (
+            anyio.CancelScope(shield=True),
+            anyio.move_on_after(CLOSE_TIMEOUT),
+            contextlib.suppress(aiomqtt.MqttError),
+        ):
+            await self.client.__aexit__(None, None, None)
 
 
 def _paho(client: aiomqtt.Client) -> paho.Client:
