@@ -12,7 +12,6 @@ import asyncio
 import functools
 import logging
 import random
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -116,12 +115,12 @@ class Reader:
     async def retained_record(self, execution_id: str) -> ExecutionRecord | None:
         """The record retained at an execution's status topic, if the broker holds one.
 
-        The broker sends what it retains right after it confirms a subscription, so a
-        message to a probe topic subscribed after it comes behind it: no guessing how
-        long to wait.
+        A broker sends what it retains for a subscription before it answers the
+        next one, so once a second subscription (to the execution's events, never
+        retained) is confirmed, a retained status has come or there is none: no
+        guessing how long to wait, and nothing to publish, so reading rights suffice.
         """
         topic = self.topics.status(execution_id)
-        probe = self.topics.probe(uuid.uuid4().hex)
         try:
             connection = await Connection.open(self.settings)
         except TransportError as exc:
@@ -132,13 +131,11 @@ class Reader:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 client = connection.client
                 await client.subscribe(topic, qos=0)
-                await client.subscribe(probe, qos=0)
-                await client.publish(probe, b"probe", qos=1)
-                async for message in client.messages:
-                    if message.topic.matches(probe):
-                        break
-                    if isinstance(message.payload, bytes) and message.payload:
-                        found = message.payload
+                await client.subscribe(self.topics.events(execution_id), qos=0)
+                while len(client.messages):
+                    message = await anext(client.messages)
+                    if message.topic.matches(topic) and isinstance(message.payload, bytes):
+                        found = message.payload or None
         except (aiomqtt.MqttError, TimeoutError) as exc:
             log.warning("cannot look up the status of %s at %s: %s", execution_id, self._where, exc)
             return None

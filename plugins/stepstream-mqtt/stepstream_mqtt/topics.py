@@ -30,7 +30,3 @@ class Topics:
     def pipeline_status(self, pipeline: str) -> str:
         """The latest record of any execution of a pipeline, retained: a fixed topic to watch."""
         return f"{self.prefix}/pipelines/{level(pipeline)}/status"
-
-    def probe(self, token: str) -> str:
-        """A topic only one reader listens on, to know the broker sent all it retained."""
-        return f"{self.prefix}/probes/{level(token)}"

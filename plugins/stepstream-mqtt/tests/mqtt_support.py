@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
+import socket
+import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -167,12 +169,13 @@ async def end_sessions(client_ids: set[str]) -> None:
             pass
 
 
-async def open_session(
-    client_id: str, topic_filter: str, port: int = PORT, tls: ssl.SSLContext | None = None
-) -> None:
-    """Create a reader's persistent session, as a server that ran once before would have."""
+async def open_session(client_id: str, topic_filter: str, port: int = PORT, **options: Any) -> None:
+    """Create a reader's persistent session, as a server that ran once before would have.
+
+    `options` go to aiomqtt.Client: `tls_context`, `username`, `password`.
+    """
     async with aiomqtt.Client(
-        HOST, port, identifier=client_id, clean_session=False, tls_context=tls
+        HOST, port, identifier=client_id, clean_session=False, **options
     ) as client:
         await client.subscribe(topic_filter, qos=1)
 
@@ -225,6 +228,36 @@ def gated(gate: Gate) -> Pipeline:
         return {"items": n}
 
     return pipeline
+
+
+@contextlib.contextmanager
+def private_broker(folder: Path, *config: str) -> Iterator[int]:
+    """A Mosquitto of the test's own, configured by `config` lines, on a free port: the port."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]
+    (folder / "mosquitto.conf").write_text(
+        "\n".join([f"listener {port} {HOST}", "user root", "persistence false", *config, ""])
+    )
+    broker = subprocess.Popen(
+        ["mosquitto", "-c", str(folder / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+                break
+            except OSError:
+                assert broker.poll() is None, broker.stderr and broker.stderr.read().decode()
+                assert time.monotonic() < deadline, "the private broker never listened"
+                time.sleep(0.05)
+        yield port
+    finally:
+        broker.terminate()
+        broker.wait(WAIT)
 
 
 async def run_published(

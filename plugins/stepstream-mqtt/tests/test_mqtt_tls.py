@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +13,10 @@ from stepstream import Engine
 from stepstream.transports import TransportError
 
 from mqtt_support import (
-    WAIT,
     counting,
     finished,
     open_session,
+    private_broker,
     run_published,
     subscribed,
     wait_until,
@@ -45,32 +43,14 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, 
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
              "-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", "server.pem",
              cwd=folder)  # fmt: skip
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    (folder / "mosquitto.conf").write_text(
-        f"user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        f"cafile {folder}/ca.pem\ncertfile {folder}/server.pem\nkeyfile {folder}/server.key\n"
-    )
-    broker = subprocess.Popen(
-        ["mosquitto", "-c", str(folder / "mosquitto.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + WAIT
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert broker.poll() is None, broker.stderr.read().decode()
-                assert time.monotonic() < deadline, "the TLS broker never listened"
-                time.sleep(0.05)
+    with private_broker(
+        folder,
+        "allow_anonymous true",
+        f"cafile {folder}/ca.pem",
+        f"certfile {folder}/server.pem",
+        f"keyfile {folder}/server.key",
+    ) as port:
         yield port, folder / "ca.pem"
-    finally:
-        broker.terminate()
-        broker.wait(WAIT)
 
 
 async def test_mqtts_with_the_brokers_ca_carries_a_run_to_a_server(
@@ -80,7 +60,9 @@ async def test_mqtts_with_the_brokers_ca_carries_a_run_to_a_server(
     url = f"mqtts://127.0.0.1:{port}/{prefix}?cafile={ca}"
     reader = transports(url)
     trusting = ssl.create_default_context(cafile=ca)
-    await open_session(reader.settings.client_id, f"{prefix}/executions/+/events", port, trusting)
+    await open_session(
+        reader.settings.client_id, f"{prefix}/executions/+/events", port, tls_context=trusting
+    )
     record, _ = await run_published(counting(), {"n": 3}, transports(url))
     async with subscribed(server, reader):
         assert await wait_until(lambda: finished(server, record.execution_id)) == record
