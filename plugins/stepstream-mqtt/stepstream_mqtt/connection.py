@@ -81,7 +81,7 @@ class Connection:
     async def publish_all(self, messages: Sequence[Message]) -> None:
         """Publish in order, all in flight at once; return when the broker confirmed every one.
 
-        MqttError when the connection is lost first, or nothing came in ACK_TIMEOUT.
+        MqttError when the connection is lost first, or the batch is not confirmed in time.
         Only for a connection that subscribes to nothing: it watches the message
         stream to learn of a lost connection.
         """
@@ -109,7 +109,7 @@ class Connection:
         elif self._lost in done:
             self._lost.result()
         else:
-            raise aiomqtt.MqttError(f"the broker confirmed nothing for {ACK_TIMEOUT:g} s")
+            raise aiomqtt.MqttError(f"the broker did not confirm the batch in {ACK_TIMEOUT:g} s")
 
     async def close(self) -> None:
         """Say goodbye if the broker still listens; a persistent session stays on the broker."""
