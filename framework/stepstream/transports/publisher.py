@@ -232,9 +232,11 @@ async def publishing(
 
     On leaving, waits up to `flush_timeout` seconds in all, for every publisher at
     once, for what is queued to be delivered (each publisher's `left` says what was
-    not), then closes them.
+    not), then closes them. An error of the block comes out as it is, not wrapped in
+    the senders' ExceptionGroup.
     """
     publishers = [Publisher(engine, transport) for transport in transports]
+    failure: Exception | None = None
 
     async def settle(publisher: Publisher) -> None:
         publisher.left = await publisher.flush(flush_timeout)
@@ -245,6 +247,8 @@ async def publishing(
                 await senders.start(publisher.run)
             try:
                 yield publishers
+            except Exception as exc:
+                failure = exc
             finally:
                 with anyio.CancelScope(shield=True):
                     async with anyio.create_task_group() as flushing:
@@ -255,3 +259,5 @@ async def publishing(
         with anyio.CancelScope(shield=True):
             for transport in transports:
                 await transport.aclose()
+    if failure is not None:
+        raise failure
