@@ -34,7 +34,7 @@ async def test_a_workers_stepstream_run_shows_on_a_subscribed_server(
     app = create_app(Engine(load_entrypoints=False), subscribe=[reader])
     async with (
         app.lifespan(),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://server") as api,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1") as api,
     ):
         env = {k: v for k, v in os.environ.items() if k != "STEPSTREAM_PUBLISH"}
         with anyio.fail_after(WAIT):
