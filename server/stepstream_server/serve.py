@@ -432,12 +432,15 @@ def _recover(engine: Engine) -> None:
 
     It writes to the store, so a full disk or a read-only file shows here: one line and
     exit 2, not a traceback from the app's startup. What the store logs meanwhile (a
-    failed write, retried) is held back, and shown only if recovery succeeds or with -v.
+    failed write, retried) is held back, and shown only if recovery succeeds or with -v;
+    on failure the store is closed while still held, so its writer's retries stay quiet.
     """
     with HeldLogs() as held:
         try:
             engine.recover()
         except StoreError as exc:
+            with contextlib.suppress(StoreError):
+                engine.store.close()
             held.release(only_if_verbose=True)
             raise UsageProblem(
                 f"{exc}; the server did not start, as it could not record how the executions "
@@ -490,7 +493,8 @@ class HeldLogs(logging.Filter):
     def release(self, *, only_if_verbose: bool = False) -> None:
         """Write the held records (only at -v's level, INFO, or finer if `only_if_verbose`)."""
         records, self.records = self.records, []
-        if only_if_verbose and logging.getLogger().getEffectiveLevel() > logging.INFO:
+        verbose = any(h.level <= logging.INFO for h in self._handlers)  # -v, see cli.main
+        if only_if_verbose and not verbose:
             return
         for handler in self._handlers:
             handler.removeFilter(self)

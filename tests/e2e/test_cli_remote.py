@@ -199,8 +199,8 @@ def test_cancel_stops_a_running_execution_and_refuses_a_finished_one(
         (("submit", "nope"), "no pipeline named 'nope' (known: crawl, demo, demo_async, failing)"),
         (
             ("submit", "crawl", "-i", "items=many", "-i", "colour=red"),
-            "invalid inputs for pipeline 'crawl': colour: unknown input (expected: items, pause);"
-            " items: expected int, got string",
+            "invalid inputs for pipeline 'crawl': items: expected int, got string;"
+            " colour: unknown input (expected: items, pause)",
         ),
     ],
 )

@@ -530,6 +530,7 @@ def test_a_restart_on_a_full_disk_is_one_line_and_exit_2(
             # Recovery must write (the running execution ends failed), and cannot.
             result = run_serve(tmp_path, "--pipelines", CRAWL, *store)
             assert result.returncode == 2, result
+            assert result.stderr.count("\n") == 1, result.stderr
             (line,) = result.stderr.splitlines()
             assert line.startswith(f"Error: cannot write to store {disk / 'runs.db'}: "), line
             assert "disk is full" in line and "free some space" in line
