@@ -9,6 +9,7 @@ step count through `Pipeline.for_inputs`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ import msgspec
 
 from stepstream import Pipeline, Progress
 
+log = logging.getLogger(__name__)
 DEFAULT_STEPS = 5
 MAX_STEPS = 20
 MAX_SECONDS_PER_STEP = 3600.0
@@ -86,6 +88,11 @@ async def _work_async(plan: Plan, index: int, progress: Progress) -> Plan:
     return plan
 
 
+def _counted(plan: Plan, index: int) -> None:
+    """One log line per step, so the dashboard and `stepstream logs` have lines to show."""
+    log.info("step %d of %d counted %d items", index + 1, plan.steps, plan.items_per_step)
+
+
 def _outputs(plan: Plan) -> dict[str, int]:
     return {"steps": plan.steps, "items": plan.steps * plan.items_per_step}
 
@@ -100,12 +107,14 @@ def _declare(pipeline: Pipeline, count: int, is_async: bool) -> None:
 
             async def step_async(plan: Plan, progress: Progress) -> Any:
                 done = await _work_async(plan, index, progress)
+                _counted(done, index)
                 return _outputs(done) if last else done
 
             return step_async
 
         def step(plan: Plan, progress: Progress) -> Any:
             done = _work(plan, index, progress)
+            _counted(done, index)
             return _outputs(done) if last else done
 
         return step

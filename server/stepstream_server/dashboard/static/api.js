@@ -123,23 +123,3 @@ export async function request(method, path, body) {
 
 export const get = (path) => request("GET", path);
 export const post = (path, body) => request("POST", path, body);
-
-let routes = null;
-
-/**
- * Whether this server has an HTTP route, e.g. hasRoute("/api/v1/executions/{}/logs"):
- * read once from its OpenAPI document, so features of newer servers show only there.
- */
-export async function hasRoute(path) {
-  const shape = (route) => route.replace(/\{[^}]*\}/g, "{}").replace(/\/$/, "");
-  routes =
-    routes ||
-    get("schema/openapi.json").then(
-      (document) => new Set(Object.keys(document.paths || {}).map(shape)),
-      () => {
-        routes = null; // try again next time
-        return new Set();
-      }
-    );
-  return (await routes).has(shape(path));
-}

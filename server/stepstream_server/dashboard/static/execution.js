@@ -1,9 +1,9 @@
 // One execution: the record from REST, then followed over its WebSocket with the
 // embeddable follower (stepstream.js), which resumes with ?after= after a dropped
-// connection or a server restart. Steps, error, outputs, inputs; cancel; and, when the
-// server has them, a step graph (`upstream` per step) and captured logs.
+// connection or a server restart. Steps, error, outputs, inputs; cancel; captured logs;
+// and, when the server has one, a step graph (`upstream` per step).
 
-import { askToken, get, hasRoute, NoToken, post, Problem, token, url } from "./api.js";
+import { askToken, get, NoToken, post, Problem, token, url } from "./api.js";
 import {
   applyEvent,
   backoff,
@@ -188,7 +188,7 @@ export function mountExecution(main, executionId) {
       setText(notice, "");
       body.hidden = false;
       loadPipeline(fresh.pipeline);
-      probeLogs();
+      loadLogs();
       follow();
     } catch (error) {
       if (unmounted) return;
@@ -324,15 +324,13 @@ export function mountExecution(main, executionId) {
     return same ? new Map(graph.map((step) => [step.name, step.upstream || []])) : null;
   }
 
-  /** Captured logs, if this server has the logs route; the section stays hidden otherwise. */
-  async function probeLogs() {
-    if (!(await hasRoute("/api/v1/executions/{}/logs")) || unmounted) return;
+  /** What the steps printed and logged; the section shows once there is a line. */
+  async function loadLogs() {
     try {
       const first = await get(`api/v1/executions/${encoded}/logs`);
       if (unmounted) return;
       logs = { after: 0, timer: null, busy: false };
       appendLogs(first);
-      logsBox.hidden = false;
     } catch {
       logs = null;
     }
@@ -356,21 +354,20 @@ export function mountExecution(main, executionId) {
     );
   }
 
-  function appendLogs(answer) {
-    const entries = Array.isArray(answer) ? answer : answer.items || answer.logs || answer.lines || [];
-    const text = entries
-      .map((entry) =>
-        typeof entry === "string"
-          ? entry
-          : [entry.at || entry.time || entry.timestamp, entry.level, entry.step, entry.message ?? entry.line ?? entry.text]
-              .filter((part) => part !== undefined && part !== null && part !== "")
-              .join(" ")
+  /** Add a page of `GET .../logs` ({lines, next_after}): time, level or stream, step, text. */
+  function appendLogs(page) {
+    const text = page.lines
+      .map((line) =>
+        [line.at.slice(11, 19), line.level || line.stream, line.step, line.message]
+          .filter((part) => part)
+          .join(" ")
       )
       .join("\n");
-    if (text) logLines.append(`${logLines.textContent ? "\n" : ""}${text}`);
-    const last = entries.length ? entries[entries.length - 1] : null;
-    const next = answer.last_seq ?? answer.next_after ?? (last && last.seq);
-    if (typeof next === "number") logs.after = next;
+    if (text) {
+      logLines.append(`${logLines.textContent ? "\n" : ""}${text}`);
+      logsBox.hidden = false;
+    }
+    logs.after = page.next_after;
   }
 
   async function cancelExecution() {
