@@ -379,7 +379,7 @@ export function mountExecution(main, executionId) {
       const answer = await post(`api/v1/executions/${encoded}/cancel`);
       setText(
         actionResult,
-        answer.status === "cancelled"
+        answer.status === "cancelled" || record.status === "cancelled" // the stream may be first
           ? "Cancelled."
           : "Cancellation requested: the running step stops at its next checkpoint."
       );
