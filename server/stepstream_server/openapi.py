@@ -6,6 +6,10 @@ is completed when it is served: `SubmitRequest` becomes one alternative per
 pipeline, its name as a constant and its inputs' JSON Schema (`Pipeline.input_schema`,
 unknown inputs refused, as the server refuses them). Clients and API fuzzers
 (tests/e2e/test_api_fuzz.py) then know the real names and inputs.
+
+`POST /api/v1/events` reads its body itself (an event of a type this version does
+not know is skipped, not refused), so its body, a transport `Batch`, is described
+here from msgspec's schema of it.
 """
 
 from __future__ import annotations
@@ -15,12 +19,16 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 from litestar import Request
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 
 from stepstream import Engine, Pipeline
+from stepstream.transports.wire import Batch
 
 SUBMIT = "SubmitRequest"
+EVENTS = "/api/v1/events"
+WIRE = "wire."  # prefix of the components msgspec describes the ingest body with
 _NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -79,6 +87,35 @@ def _rewrite_refs(node: Any, renamed: Mapping[str, str]) -> Any:
     return node
 
 
+def with_ingest_body(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` with the body of `POST /api/v1/events` described; not changed in place."""
+    route = document.get("paths", {}).get(EVENTS, {}).get("post")
+    if route is None:
+        return document
+    (batch,), components = msgspec.json.schema_components(
+        [Batch], ref_template=f"#/components/schemas/{WIRE}{{name}}"
+    )
+    route = {
+        **route,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": batch}}},
+    }
+    schemas = {
+        **document.get("components", {}).get("schemas", {}),
+        **{f"{WIRE}{name}": schema for name, schema in components.items()},
+    }
+    paths = {**document["paths"], EVENTS: {**document["paths"][EVENTS], "post": route}}
+    return {
+        **document,
+        "paths": paths,
+        "components": {**document["components"], "schemas": schemas},
+    }
+
+
+def completed(document: dict[str, Any], engine: Engine) -> dict[str, Any]:
+    """The document as served: pipelines spelled out, the ingest body described."""
+    return with_ingest_body(with_pipelines(document, engine.pipelines))
+
+
 class PipelinesJson(JsonRenderPlugin):
     """`/schema/openapi.json`, completed with the engine's pipelines."""
 
@@ -87,7 +124,7 @@ class PipelinesJson(JsonRenderPlugin):
         self.engine = engine
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return super().render(request, with_pipelines(openapi_schema, self.engine.pipelines))
+        return super().render(request, completed(openapi_schema, self.engine))
 
 
 class PipelinesYaml(YamlRenderPlugin):
@@ -98,4 +135,4 @@ class PipelinesYaml(YamlRenderPlugin):
         self.engine = engine
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return super().render(request, with_pipelines(openapi_schema, self.engine.pipelines))
+        return super().render(request, completed(openapi_schema, self.engine))
