@@ -1,11 +1,13 @@
-"""Observers for framework tests: a store that keeps every event and a plugin that logs hooks."""
+"""Observers for framework tests: a store that keeps every event, a plugin that logs hooks,
+and what a worker's publisher sends for one run."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any
 
-from stepstream import Engine, hookimpl
+from stepstream import Engine, Envelope, Pipeline, Progress, hookimpl
 from stepstream.model.events import Event, ExecutionRecord
 from stepstream.stores.memory import MemoryStore
 
@@ -100,3 +102,34 @@ def new_record(
 ) -> ExecutionRecord:
     """A new pending execution's record as the engine's recorder keeps it: later events show."""
     return engine.create(pipeline, inputs, **options).live.record
+
+
+def elsewhere_pipeline() -> Pipeline:
+    """Two steps, the first counting `n` items: the run a worker elsewhere makes."""
+    p = Pipeline("elsewhere")
+
+    @p.step
+    def first(progress: Progress, n: int = 3) -> int:
+        for _ in progress.iter(range(n)):
+            pass
+        return n
+
+    @p.step(weight=2)
+    def second(n: int) -> int:
+        return n * 2
+
+    return p
+
+
+async def worker_envelopes() -> tuple[list[Envelope], ExecutionRecord]:
+    """What a worker's publisher would send for one run: every event, chained, first with a
+    snapshot of the record as created."""
+    store = RecordingStore()
+    worker = Engine(store=store, load_entrypoints=False, progress_interval=0)
+    job = worker.create(elsewhere_pipeline(), {"n": 4})
+    created = worker.get(job.execution_id)
+    await worker.execute(job)
+    events = store.all_events(job.execution_id)
+    envelopes = [Envelope(event=events[0], record=created)]
+    envelopes += [Envelope(event=e, after=b.seq) for b, e in itertools.pairwise(events)]
+    return envelopes, worker.get(job.execution_id)

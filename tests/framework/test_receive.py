@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from datetime import UTC, datetime
@@ -14,10 +13,7 @@ import pytest
 from stepstream import (
     Engine,
     Envelope,
-    ExecutionRecord,
     Origin,
-    Pipeline,
-    Progress,
     ProgressEvent,
     ProgressSnapshot,
     Receipt,
@@ -26,43 +22,13 @@ from stepstream import (
 from stepstream.stores.sqlite import SqliteStore
 from stepstream.transports.wire import decode_batch, encode_batch
 
-from fw_support import RecordingStore
+from fw_support import worker_envelopes
 
 pytestmark = pytest.mark.anyio
 
 
-def _pipeline() -> Pipeline:
-    p = Pipeline("elsewhere")
-
-    @p.step
-    def first(progress: Progress, n: int = 3) -> int:
-        for _ in progress.iter(range(n)):
-            pass
-        return n
-
-    @p.step(weight=2)
-    def second(n: int) -> int:
-        return n * 2
-
-    return p
-
-
-async def _worker_events() -> tuple[list[Envelope], ExecutionRecord]:
-    """What a worker's publisher would send for one run: every event, chained, first with a
-    snapshot of the record as created."""
-    store = RecordingStore()
-    worker = Engine(store=store, load_entrypoints=False, progress_interval=0)
-    job = worker.create(_pipeline(), {"n": 4})
-    created = worker.get(job.execution_id)
-    await worker.execute(job)
-    events = store.all_events(job.execution_id)
-    envelopes = [Envelope(event=events[0], record=created)]
-    envelopes += [Envelope(event=e, after=b.seq) for b, e in itertools.pairwise(events)]
-    return envelopes, worker.get(job.execution_id)
-
-
 async def test_a_receiver_ends_with_the_workers_record_whatever_is_sent_twice() -> None:
-    envelopes, final = await _worker_events()
+    envelopes, final = await worker_envelopes()
     server = Engine(load_entrypoints=False)
     receipts = [server.receive(e) for e in envelopes]
     assert set(receipts) == {Receipt.APPLIED}
@@ -72,7 +38,7 @@ async def test_a_receiver_ends_with_the_workers_record_whatever_is_sent_twice() 
 
 
 async def test_a_gap_is_not_applied_and_an_unknown_execution_needs_its_record() -> None:
-    envelopes, _ = await _worker_events()
+    envelopes, _ = await worker_envelopes()
     server = Engine(load_entrypoints=False)
     bare = Envelope(event=envelopes[0].event)
     assert server.receive(bare) is Receipt.UNKNOWN
@@ -85,7 +51,7 @@ async def test_a_gap_is_not_applied_and_an_unknown_execution_needs_its_record() 
 
 async def test_a_late_snapshot_starts_the_record_where_it_stood(tmp_path: Path) -> None:
     """A sender that began after the execution did sends its record as it is by then."""
-    envelopes, final = await _worker_events()
+    envelopes, final = await worker_envelopes()
     store = SqliteStore(tmp_path / "s.db")
     server = Engine(store=store, load_entrypoints=False)
     late = Envelope(event=envelopes[2].event, record=final)
@@ -98,7 +64,7 @@ async def test_a_late_snapshot_starts_the_record_where_it_stood(tmp_path: Path) 
 
 async def test_step_changes_coalesced_away_still_reach_the_receiver() -> None:
     """A queue sent only the last progress event of a step, carrying the earlier changes."""
-    envelopes, final = await _worker_events()
+    envelopes, final = await worker_envelopes()
     progress = [e for e in envelopes if type(e.event) is ProgressEvent]
     last = progress[-1].event
     carried = [s for e in progress[:-1] for s in ([e.event.step] if e.event.step else [])]
@@ -113,7 +79,7 @@ async def test_step_changes_coalesced_away_still_reach_the_receiver() -> None:
 
 
 async def test_an_execution_whose_worker_goes_silent_ends_failed_saying_so() -> None:
-    envelopes, _ = await _worker_events()
+    envelopes, _ = await worker_envelopes()
     server = Engine(load_entrypoints=False)
     for envelope in envelopes[:3]:
         server.receive(envelope)

@@ -54,7 +54,11 @@ class Transport(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Release connections; what was not delivered is the sender's to count."""
+        """Release connections; what was not delivered is the sender's to count.
+
+        May be called more than once (`publishing` closes what it was given, and
+        owners close it too).
+        """
         ...
 
 
@@ -73,11 +77,20 @@ class ReadableTransport(Transport, Protocol):
     """A transport a subscriber can read from: a broker keeping what was published."""
 
     def read(self) -> AsyncIterator[Delivery]:
-        """Batches from the position this reader kept, then live ones, until closed."""
+        """Batches from the position this reader kept, then live ones, until closed.
+
+        The reader acknowledges them in the order they came. A lost connection is
+        best retried inside; a `TransportError` out of it makes the subscriber
+        read again after a pause.
+        """
         ...
 
     async def backfill(self, execution_id: str, after: int) -> list[Envelope]:
-        """What the transport still holds of an execution after seq `after`, for a gap."""
+        """What the transport still holds of an execution after seq `after`, for a gap.
+
+        With `after` 0, the first envelope should carry the execution's record, as
+        the first one published did, for a reader that never saw its start.
+        """
         ...
 
 
