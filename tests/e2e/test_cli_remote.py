@@ -215,6 +215,43 @@ def test_what_the_server_refuses_is_one_line_and_exit_code_2(
 # -- watch and submit --watch ------------------------------------------------------------------
 
 
+def test_logs_prints_what_the_steps_printed_and_logged(remote: Remote, client: Client) -> None:
+    failed = client.submit("failing", n=5).execution_id
+    client.wait(failed, timeout=WAIT)
+    result = remote("logs", failed)
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.endswith(" prepare stdout preparing 5"), line
+    demo = client.submit("demo", steps=2, seconds_per_step=0.01, items_per_step=3).execution_id
+    client.wait(demo, timeout=WAIT)
+    lines = remote("logs", demo).stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "extract INFO stepstream_demo.pipelines: step 1 of 2 counted 3 items",
+        "publish INFO stepstream_demo.pipelines: step 2 of 2 counted 3 items",
+    ]
+    assert one_error_line(remote("logs", "exec_nope")) == "no execution with id 'exec_nope'"
+
+
+def test_logs_follow_prints_lines_as_they_come_and_exits_as_watch(
+    server: Served, client: Client
+) -> None:
+    execution_id = client.submit(
+        "demo", steps=3, seconds_per_step=1, items_per_step=10
+    ).execution_id
+    following = background("logs", execution_id, "--follow", url=server.url)
+    stdout, stderr = following.communicate(timeout=WAIT)
+    assert following.returncode == 0, stderr
+    assert [line.split(" ", 2)[1] for line in stdout.splitlines()] == [
+        "extract",
+        "validate",
+        "publish",
+    ]
+    failed = client.submit("failing", n=1).execution_id
+    result = background("logs", "-f", failed, url=server.url)
+    stdout, _ = result.communicate(timeout=WAIT)
+    assert result.returncode == 1 and stdout.endswith("preparing 1\n")
+
+
 def test_submit_watch_prints_the_outputs_and_exits_0_when_it_completes(remote: Remote) -> None:
     result = remote("submit", "crawl", *SHORT, "--watch")
     assert result.returncode == 0, result.stderr

@@ -74,7 +74,8 @@ def test_run_takes_a_module_target(cli) -> None:
 def test_a_failing_step_exits_1_with_the_error_and_no_traceback(cli) -> None:
     result = cli("run", f"{FAILING}:failing", "-i", "n=7")
     assert result.returncode == 1
-    assert result.stdout == ""
+    assert result.stdout == ""  # what the step printed is shown above the bar, on stderr
+    assert "prepare preparing 7" in result.stderr
     assert "step 'explode' failed: ValueError: bad value 7" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -233,8 +233,12 @@ def test_what_the_steps_logged_shows_under_logs(page: Any, server: Served) -> No
     page.goto(f"{server.base_url}/#/executions/{execution_id}")
     expect(status_of(page)).to_have_text("completed")
     logs = page.get_by_role("region", name="Logs")
-    expect(logs).to_contain_text("INFO extract stepstream_demo.pipelines: step 1 of 3 counted 20 items")
-    expect(logs).to_contain_text("INFO publish stepstream_demo.pipelines: step 3 of 3 counted 20 items")
+    expect(logs).to_contain_text(
+        "INFO extract stepstream_demo.pipelines: step 1 of 3 counted 20 items"
+    )
+    expect(logs).to_contain_text(
+        "INFO publish stepstream_demo.pipelines: step 3 of 3 counted 20 items"
+    )
 
 
 def test_a_step_graph_shows_only_where_the_server_has_one(page: Any, server: Served) -> None:

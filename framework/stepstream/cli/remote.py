@@ -1,5 +1,5 @@
-"""Commands that talk to a stepstream server: `submit`, `watch`, `ls`, `show`, `cancel`, and
-`pipelines` (of a server, or of a file or module).
+"""Commands that talk to a stepstream server: `submit`, `watch`, `ls`, `show`, `cancel`,
+`logs`, and `pipelines` (of a server, or of a file or module).
 
 They find the server with `--url` (or STEPSTREAM_URL) and read its token from
 STEPSTREAM_TOKEN or `--token-file`, never from the command line, where other
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -33,12 +34,13 @@ from .commands import _parse_inputs
 from .loader import LoadError, load_pipelines
 
 if TYPE_CHECKING:
-    from ..client import Client, PipelineInfo
+    from ..client import Client, LogPage, PipelineInfo
 
 DEFAULT_URL = "http://127.0.0.1:8000"  # stepstream.client.DEFAULT_URL, without importing httpx
 URL_ENV = "STEPSTREAM_URL"
 TOKEN_ENV = "STEPSTREAM_TOKEN"
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+FOLLOW_INTERVAL = 0.5  # seconds between two reads of the logs with `logs --follow`
 COLOURS = {"completed": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
 
 
@@ -343,6 +345,48 @@ def cancel(execution_id: str, url: str, token_file: Path | None) -> None:
         click.echo(f"{execution_id} cancelling ({record.status}: it stops at its next checkpoint)")
 
 
+@click.command()
+@click.argument("execution_id", metavar="ID")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Go on printing new lines until the execution ends; exit code as `watch`.",
+)
+@server_options
+def logs(execution_id: str, follow: bool, url: str, token_file: Path | None) -> None:
+    """Print what an execution's steps printed and logged: time, step, level, message.
+
+    The server keeps each execution's last lines (`serve --keep-log-lines`).
+    """
+    from .signals import EXIT_INTERRUPTED
+    from .watching import exit_code
+
+    console = Console(highlight=False, soft_wrap=True)
+    with _server(url, token_file) as client:
+        after = _print_lines(console, client.logs(execution_id))
+        if not follow:
+            return
+        try:
+            while not (record := client.get(execution_id)).finished:
+                after = _print_lines(console, client.logs(execution_id, after))
+                time.sleep(FOLLOW_INTERVAL)
+        except KeyboardInterrupt:
+            sys.exit(EXIT_INTERRUPTED)  # stops following, not the execution
+        _print_lines(console, client.logs(execution_id, after))  # the lines of its ending
+    sys.exit(exit_code({execution_id: record.status}))
+
+
+def _print_lines(console: Console, page: LogPage) -> int:
+    """Print a page of lines; the number to read on from."""
+    for line in page.lines:
+        when = line.at.astimezone().strftime("%H:%M:%S")
+        parts = [when, line.step, line.level or (line.stream if line.stream != "log" else None)]
+        prefix = " ".join(p for p in parts if p)
+        console.print(f"[dim]{escape(prefix)}[/] {escape(line.message)}")
+    return page.next_after
+
+
 def _described(target: str) -> list[PipelineInfo]:
     from ..client import PipelineInfo, StepInfo
 
@@ -412,6 +456,6 @@ def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    """Add `submit`, `watch`, `ls`, `show`, `cancel` and `pipelines`."""
-    for command in (submit, watch, list_executions, show, cancel, list_pipelines):
+    """Add `submit`, `watch`, `ls`, `show`, `cancel`, `logs` and `pipelines`."""
+    for command in (submit, watch, list_executions, show, cancel, logs, list_pipelines):
         cli.add_command(command)

@@ -8,7 +8,7 @@ imported with this package, never by `import stepstream`.
 
 from .aio import AsyncClient
 from .connection import DEFAULT_RETRY_FOR, DEFAULT_TIMEOUT, DEFAULT_URL
-from .schemas import EventLog, ExecutionPage, InputInfo, PipelineInfo, StepInfo
+from .schemas import EventLog, ExecutionPage, InputInfo, LogPage, PipelineInfo, StepInfo
 from .streams import AsyncEventStream, EventStream
 from .sync import Client
 
@@ -23,6 +23,7 @@ __all__ = [
     "EventStream",
     "ExecutionPage",
     "InputInfo",
+    "LogPage",
     "PipelineInfo",
     "StepInfo",
 ]

@@ -27,7 +27,7 @@ from .connection import (
     not_a_stream,
 )
 from .problems import unreachable
-from .schemas import EventLog, ExecutionPage, PipelineInfo
+from .schemas import EventLog, ExecutionPage, LogPage, PipelineInfo
 from .streams import AsyncEventStream, Follow, Reconnect, Watch
 
 T = TypeVar("T")
@@ -123,6 +123,11 @@ class AsyncClient:
     async def replay(self, execution_id: str, after: int = 0) -> EventLog:
         """The logged events after seq `after` (`GET .../events`)."""
         return await self._send(calls.replay(execution_id, after))
+
+    async def logs(self, execution_id: str, after: int = 0) -> LogPage:
+        """What the steps printed and logged, the lines numbered above `after` (`GET .../logs`);
+        the server keeps each execution's last lines."""
+        return await self._send(calls.logs(execution_id, after))
 
     # -- pipelines ---------------------------------------------------------------------
 

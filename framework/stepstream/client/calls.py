@@ -138,6 +138,19 @@ def replay(execution_id: str, after: int) -> Call[schemas.EventLog]:
     )
 
 
+def logs(execution_id: str, after: int) -> Call[schemas.LogPage]:
+    """`GET /api/v1/executions/{id}/logs?after=N`: the captured lines numbered above `after`."""
+    if after < 0:
+        raise ValueError(f"after must be a line number (an integer >= 0); got {after}")
+    return Call(
+        "GET",
+        _execution(execution_id, "/logs"),
+        schemas.lines_decoder.decode,
+        params={"after": after},
+        execution_id=execution_id,
+    )
+
+
 def pipelines() -> Call[schemas.PipelineList]:
     """`GET /api/v1/pipelines`."""
     return Call("GET", PIPELINES, schemas.pipelines_decoder.decode)

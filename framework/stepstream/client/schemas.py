@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from ..model.events import AnyEvent, ExecutionRecord
+from ..model.events import AnyEvent, ExecutionRecord, LogLine
 
 
 class ExecutionPage(msgspec.Struct):
@@ -23,6 +23,14 @@ class EventLog(msgspec.Struct):
     execution_id: str
     events: list[AnyEvent]
     last_seq: int
+
+
+class LogPage(msgspec.Struct):
+    """An execution's captured lines after a number; pass `next_after` as `after` for later ones."""
+
+    execution_id: str
+    lines: list[LogLine]
+    next_after: int
 
 
 class StepInfo(msgspec.Struct):
@@ -91,5 +99,6 @@ def type_label(schema: dict[str, Any]) -> str:
 record_decoder = msgspec.json.Decoder(ExecutionRecord)
 page_decoder = msgspec.json.Decoder(ExecutionPage)
 log_decoder = msgspec.json.Decoder(EventLog)
+lines_decoder = msgspec.json.Decoder(LogPage)
 pipeline_decoder = msgspec.json.Decoder(PipelineInfo)
 pipelines_decoder = msgspec.json.Decoder(PipelineList)

@@ -29,7 +29,7 @@ from .connection import (
     timed_out,
 )
 from .problems import unreachable
-from .schemas import EventLog, ExecutionPage, PipelineInfo
+from .schemas import EventLog, ExecutionPage, LogPage, PipelineInfo
 from .streams import EventStream, Follow, Reconnect, Watch
 
 T = TypeVar("T")
@@ -128,6 +128,11 @@ class Client:
         """The logged events after seq `after` (`GET .../events`): lifecycle events and the
         latest progress between them."""
         return self._send(calls.replay(execution_id, after))
+
+    def logs(self, execution_id: str, after: int = 0) -> LogPage:
+        """What the steps printed and logged, the lines numbered above `after` (`GET .../logs`);
+        the server keeps each execution's last lines."""
+        return self._send(calls.logs(execution_id, after))
 
     # -- pipelines ---------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ failing = Pipeline("failing", description="prepares, then raises in `explode`")
 
 @failing.step
 def prepare(n: int = 3) -> int:
-    """Pass the input on."""
+    """Say what it prepares (a captured line), then pass the input on."""
+    print(f"preparing {n}")
     return n
 
 
