@@ -55,7 +55,7 @@ def test_the_default_environment_shows_users_no_test_command(cli) -> None:
     listed = cli("--help")
     assert listed.returncode == 0, listed.stderr
     commands = re.findall(r"^  (\S+)\s", listed.stdout.split("Commands:")[1], re.MULTILINE)
-    built_in = ["cancel", "ls", "pipelines", "plugins", "run", "show", "submit", "watch"]
+    built_in = ["cancel", "logs", "ls", "pipelines", "plugins", "run", "show", "submit", "watch"]
     assert sorted(commands) == sorted([*built_in, "serve"])
     assert "testplugin" not in cli("plugins").stdout
 
