@@ -7,10 +7,12 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import msgspec
 import pytest
 
 from stepstream import (
+    CompletedEvent,
     Engine,
     Envelope,
     Origin,
@@ -113,3 +115,40 @@ def test_the_wire_skips_event_types_a_newer_worker_sends(caplog: pytest.LogCaptu
     broken = body.replace(b'"seq":2', b'"seq":"two"', 1)
     with pytest.raises(msgspec.ValidationError):
         decode_batch(broken)
+
+
+class _Relay:
+    """A cancel relay that fails, as a broker that went away does, or passes requests on."""
+
+    def __init__(self, fails: bool) -> None:
+        self.fails = fails
+        self.asked: list[str] = []
+
+    async def request_cancel(self, execution_id: str) -> None:
+        if self.fails:
+            raise ConnectionError("broker went away")
+        self.asked.append(execution_id)
+
+    async def cancel_requests(self):  # never used by a server
+        raise NotImplementedError
+        yield
+
+
+async def test_a_failing_cancel_relay_is_logged_and_the_engine_carries_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    envelopes, _ = await worker_envelopes()
+    running = [e for e in envelopes if not isinstance(e.event, CompletedEvent)]
+    broken, working = _Relay(fails=True), _Relay(fails=False)
+    async with Engine(load_entrypoints=False) as server:
+        server.relay_cancels(broken)
+        server.relay_cancels(working)
+        for envelope in running:
+            server.receive(envelope)
+        execution_id = running[0].event.execution_id
+        server.cancel(execution_id)
+        await anyio.sleep(0.05)
+        assert working.asked == [execution_id]
+        assert "could not pass on the cancel of " + execution_id in caplog.text
+        assert "broker went away" in caplog.text
+        assert server.get(execution_id).status == "running"  # the worker has not heard yet

@@ -48,6 +48,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stepstream.engine")
 
+
+async def _ask_to_cancel(relay: CancelRelay, execution_id: str) -> None:
+    """Pass a cancel on through one relay; a broker that fails must not end the engine."""
+    try:
+        await relay.request_cancel(execution_id)
+    except Exception as exc:
+        log.error("could not pass on the cancel of %s through %r: %s", execution_id, relay, exc)
+
+
 DEFAULT_LOG_LINES = 1000  # captured lines kept per execution
 
 
@@ -227,7 +236,7 @@ class Engine:
             if not self._cancel_relays or self._task_group is None:
                 raise ExecutionElsewhere(execution_id, record.status)
             for relay in self._cancel_relays:  # the process running it hears, and cancels
-                self._task_group.start_soon(relay.request_cancel, execution_id)
+                self._task_group.start_soon(_ask_to_cancel, relay, execution_id)
             return record
         if job.started:
             job.cancel()
