@@ -123,3 +123,39 @@ async def test_a_run_seen_from_its_middle_is_reported_once_then_taken_from_its_r
         tasks.cancel_scope.cancel()
     assert subscriber.gaps_reported == 1
     assert server.get(final.execution_id).status == "completed"
+
+
+class OneBigDelivery(Inbox):
+    """Hands out everything put in as one delivery, as a broker's large read does."""
+
+    def __init__(self, envelopes: list[Envelope]) -> None:
+        super().__init__()
+        self.envelopes = envelopes
+
+    async def read(self) -> AsyncIterator[Taken]:
+        yield Taken(self, self.envelopes)
+        await anyio.sleep_forever()
+
+
+async def test_a_large_delivery_lets_other_tasks_run_while_it_is_applied() -> None:
+    envelopes, final = await worker_envelopes()
+    big = OneBigDelivery(envelopes * 500)  # the run, then its events again and again
+    subscriber = Subscriber(Engine(load_entrypoints=False), big)
+    seen_midway = False
+
+    async def look_around() -> None:
+        nonlocal seen_midway
+        while not subscriber.received:
+            known = subscriber.engine.list(limit=1)
+            seen_midway = seen_midway or bool(known)
+            await anyio.sleep(0)
+
+    async with subscriber.engine, anyio.create_task_group() as tasks:
+        await tasks.start(subscriber.run)
+        tasks.start_soon(look_around)
+        with anyio.fail_after(WAIT):
+            while big.acked < len(big.envelopes):
+                await anyio.sleep(0.01)
+        tasks.cancel_scope.cancel()
+    assert seen_midway  # another task ran while the delivery was being applied
+    assert subscriber.engine.get(final.execution_id) == final

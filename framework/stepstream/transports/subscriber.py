@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ..model.events import Envelope
 from ..tracking.recorder import Receipt
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stepstream.transports")
 
+YIELD_EVERY = 100  # envelopes applied between letting the loop's other tasks run
 FIRST_RETRY = 0.5  # seconds before reading a failed transport again; doubles, up to LAST_RETRY
 LAST_RETRY = 30.0
 
@@ -50,8 +52,10 @@ class Subscriber:
         while True:
             try:
                 async for delivery in self.transport.read():
-                    for envelope in delivery.envelopes:
+                    for n, envelope in enumerate(delivery.envelopes, 1):
                         await self._receive(envelope)
+                        if n % YIELD_EVERY == 0:  # a big batch must not stall the clients
+                            await anyio.lowlevel.checkpoint()
                     self.received += len(delivery.envelopes)
                     await anyio.to_thread.run_sync(self.engine.flush)  # kept before acknowledged
                     await delivery.ack()
