@@ -499,12 +499,19 @@ def child_run(out: str) -> None:
 
 
 def wrk(
-    url: str, seconds: float, threads: int, connections: int, header: str | None
+    url: str,
+    seconds: float,
+    threads: int,
+    connections: int,
+    header: str | None,
+    script: Path | None = None,
 ) -> dict[str, Any]:
     """One wrk run: requests per second, latency percentiles and any non-2xx answers."""
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if header:
         argv += ["-H", header]
+    if script:
+        argv += ["-s", str(script)]
     text = subprocess.run(
         [*argv, url], capture_output=True, text=True, check=True, timeout=seconds + 30
     ).stdout
