@@ -110,6 +110,14 @@ class StepFailedError(StepstreamError):
     """`Pipeline.run` re-raises a failed step's exception wrapped in this, naming the step."""
 
 
+class StepTimeout(StepstreamError):
+    """A step ran longer than its `timeout`; the record's error has this type and names the step."""
+
+
+class PipelineTimeout(StepstreamError):
+    """An execution ran longer than its pipeline's `timeout`; the error names the running step."""
+
+
 class ServerUnavailable(StepstreamError):
     """The stepstream server at `url` cannot be reached, or gave an answer the client cannot use.
 

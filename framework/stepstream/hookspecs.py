@@ -96,6 +96,25 @@ def step_failed(
 
 
 @hookspec
+def step_retrying(
+    execution_id: str,
+    step: Step,
+    index: int,
+    attempt: int,
+    delay: float,
+    error: ErrorInfo,
+    progress: ProgressSnapshot,
+) -> None:
+    """Step `index` failed with `error` and will be tried again, attempt number `attempt`
+    (2 for the first retry), after waiting `delay` seconds.
+
+    Fires on the thread that runs the step. `progress` holds the percentage where it
+    was (it never goes back) and a message saying which attempt failed and why;
+    `step_done` or `step_failed` follows for the last attempt.
+    """
+
+
+@hookspec
 def execution_finished(
     execution_id: str,
     status: Status,

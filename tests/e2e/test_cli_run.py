@@ -19,6 +19,7 @@ from stepstream.cli.loader import load_pipeline
 from cli_support import PIPELINES, ROOT, stepstream_command
 
 FAILING = str(PIPELINES / "failing.py")
+FLAKY = str(PIPELINES / "flaky.py")
 SLOW = str(PIPELINES / "slow.py")
 TWO = str(PIPELINES / "two.py")
 
@@ -78,6 +79,21 @@ def test_a_failing_step_exits_1_with_the_error_and_no_traceback(cli) -> None:
     assert "prepare preparing 7" in result.stderr
     assert "step 'explode' failed: ValueError: bad value 7" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_step_failing_every_retry_says_how_often_it_was_tried(cli) -> None:
+    result = cli("run", f"{FLAKY}:flaky")
+    assert result.returncode == 1
+    assert (
+        "step 'fetch' failed: OSError: cannot reach http://example.invalid (3 attempts)"
+        in result.stderr
+    )
+
+
+def test_a_step_timeout_exits_1_naming_the_step(cli) -> None:
+    result = cli("run", f"{FLAKY}:slow")
+    assert result.returncode == 1
+    assert "step 'crawl' failed: StepTimeout: step 'crawl' timed out after 0.2 s" in result.stderr
 
 
 def test_traceback_flag_shows_the_steps_traceback(cli) -> None:

@@ -214,7 +214,7 @@ def test_every_record_field_and_every_event_type_survive_a_reopen(
             execution_id=fid,
             seq=3,
             progress=_snapshot(1, 20.0),
-            step=_step(1, "running", started_at=t0),
+            step=_step(1, "running", started_at=t0, attempt=2),
         )
     )
     engine.ingest(
@@ -227,6 +227,7 @@ def test_every_record_field_and_every_event_type_survive_a_reopen(
                 type="ZeroDivisionError",
                 step="measure",
                 traceback="Traceback ...\n",
+                attempts=2,
             ),
             progress=_snapshot(1, 20.0),
         )

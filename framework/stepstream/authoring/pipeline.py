@@ -15,6 +15,7 @@ from typing import Any, TypeVar, overload
 import msgspec
 
 from ..errors import InputError, PipelineDefinitionError
+from .policy import Attempts, attempts_for, check_timeout
 from .progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,6 +25,7 @@ class Step:
     """One declared step: the function, how it is called and its share of the percentage."""
 
     __slots__ = (
+        "attempts",
         "fn",
         "is_async",
         "name",
@@ -40,8 +42,10 @@ class Step:
         weight: float,
         value_param: str | None,
         progress_param: str | None,
+        attempts: Attempts | None = None,
     ) -> None:
         self.fn = fn
+        self.attempts = attempts  # retries and timeout; None: called once, however long
         self.name = name
         self.weight = weight
         self.value_param = value_param
@@ -104,13 +108,17 @@ def _strip_progress(hint: Any) -> Any:
 
 
 class Pipeline:
-    """A named sequence of steps; the first step's parameters are its inputs."""
+    """A named sequence of steps; the first step's parameters are its inputs.
 
-    def __init__(self, name: str, description: str = "") -> None:
+    `timeout` (seconds, or None) bounds a whole execution, from its first step's start.
+    """
+
+    def __init__(self, name: str, description: str = "", *, timeout: float | None = None) -> None:
         if not isinstance(name, str) or not name.strip():
             raise PipelineDefinitionError("a pipeline needs a non-empty name, e.g. Pipeline('etl')")
         self.name = name
         self.description = description
+        self.timeout = check_timeout(timeout, f"pipeline {name!r}")
         self.steps: list[Step] = []
         self._inputs: list[InputField] = []
         self._input_schema: dict[str, Any] | None = None
@@ -122,23 +130,55 @@ class Pipeline:
     def step(self, fn: F, /) -> F: ...
 
     @overload
-    def step(self, *, name: str | None = None, weight: float = 1.0) -> Callable[[F], F]: ...
+    def step(
+        self,
+        *,
+        name: str | None = None,
+        weight: float = 1.0,
+        retries: int = 0,
+        retry_delay: float = 0.0,
+        backoff: float = 1.0,
+        retry_on: type[Exception] | tuple[type[Exception], ...] = Exception,
+        timeout: float | None = None,
+    ) -> Callable[[F], F]: ...
 
     def step(
-        self, fn: F | None = None, /, *, name: str | None = None, weight: float = 1.0
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        weight: float = 1.0,
+        retries: int = 0,
+        retry_delay: float = 0.0,
+        backoff: float = 1.0,
+        retry_on: type[Exception] | tuple[type[Exception], ...] = Exception,
+        timeout: float | None = None,
     ) -> F | Callable[[F], F]:
-        """Declare a step: `@pipeline.step` or `@pipeline.step(name=..., weight=...)`."""
+        """Declare a step: `@pipeline.step` or `@pipeline.step(name=..., weight=..., ...)`.
+
+        A step that raises one of `retry_on` is tried again up to `retries` times,
+        waiting `retry_delay` seconds, times `backoff` after each further failure;
+        `timeout` bounds each attempt (see docs/authoring.md, "Retries and timeouts").
+        """
+        policy = (retries, retry_delay, backoff, retry_on, timeout)
         if fn is not None:
-            self._add(fn, name, weight)
+            self._add(fn, name, weight, policy)
             return fn
 
         def decorate(func: F) -> F:
-            self._add(func, name, weight)
+            self._add(func, name, weight, policy)
             return func
 
         return decorate
 
-    def _add(self, fn: Callable[..., Any], name: str | None, weight: float) -> None:
+    def _add(
+        self,
+        fn: Callable[..., Any],
+        name: str | None,
+        weight: float,
+        policy: tuple[Any, ...],
+    ) -> None:
         if not callable(fn):
             raise PipelineDefinitionError(
                 f"@{self.name}.step decorates functions, got {fn!r}; "
@@ -160,6 +200,7 @@ class Pipeline:
                 f"step {step_name!r} ({_describe(fn)}) has weight {weight!r}; "
                 "a weight is a finite positive number"
             )
+        attempts = attempts_for(f"step {step_name!r} ({_describe(fn)})", *policy)
         hints = _hints(fn)
         params = list(inspect.signature(fn).parameters.values())
         for p in params:
@@ -189,7 +230,7 @@ class Pipeline:
                     f"(add or keep one parameter, e.g. def {fn.__name__}(value): ...)"
                 )
             value_param = others[0].name
-        self.steps.append(Step(fn, step_name, float(weight), value_param, progress_param))
+        self.steps.append(Step(fn, step_name, float(weight), value_param, progress_param, attempts))
 
     @property
     def inputs(self) -> list[InputField]:

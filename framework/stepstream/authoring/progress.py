@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter
 from typing import TypeVar
@@ -20,9 +21,13 @@ MAX_STRIDE = 1 << 20
 
 
 class Throttle:
-    """Shared by the steps of one execution: when progress may next be emitted, and cancellation."""
+    """Shared by the steps of one execution: when progress may next be emitted, and cancellation.
 
-    __slots__ = ("cancelled", "interval", "next_at", "progress")
+    `cancelled` makes the next Progress call raise `interrupt` (a step's time is up)
+    or else Cancelled; `stopped` is set by a cancel, for whoever waits in a thread.
+    """
+
+    __slots__ = ("cancelled", "interrupt", "interval", "next_at", "progress", "stopped")
 
     def __init__(self, interval: float = DEFAULT_INTERVAL) -> None:
         if interval < 0:
@@ -30,12 +35,21 @@ class Throttle:
         self.interval = interval
         self.next_at = 0.0
         self.cancelled = False
+        self.interrupt: BaseException | None = None
+        self.stopped = threading.Event()
         self.progress: Progress | None = None
 
     def cancel(self) -> None:
         """Make the running step's next Progress call raise Cancelled."""
         self.cancelled = True
+        self.stopped.set()
         self.poke()
+
+    def halt(self) -> BaseException:
+        """What the next Progress call raises once `cancelled` is set."""
+        if self.interrupt is None or self.stopped.is_set():  # a cancel outranks a timeout
+            return Cancelled("execution cancelled")
+        return self.interrupt
 
     def poke(self) -> None:
         """Make the running step's next Progress call look at the clock.
@@ -151,7 +165,7 @@ class Progress:
     def _tick(self) -> None:
         throttle = self._throttle
         if throttle.cancelled:
-            raise Cancelled("execution cancelled")
+            raise throttle.halt()
         self._reported = True
         now = perf_counter()
         target = throttle.interval / 8 or 0.001
@@ -166,7 +180,7 @@ class Progress:
             throttle.next_at = now + throttle.interval
             self._emit(self)
         if throttle.cancelled:
-            raise Cancelled("execution cancelled")
+            raise throttle.halt()
 
     def _finish(self) -> None:
         """The step ended: stop being the throttle's current handle, emit the final counts."""

@@ -15,7 +15,7 @@ from ..hookspecs import hookimpl
 from ..runtime.engine import Engine
 from ..runtime.jobs import DEFAULT_GRACE
 from ..transports.publisher import publishing
-from .console import ConsoleReporter
+from .console import ConsoleReporter, tries
 from .loader import LoadError, load_pipeline
 from .options import UrlList, exit_leaving_abandoned_threads, open_transports
 from .signals import EXIT_INTERRUPTED, cancel_on_interrupt
@@ -185,7 +185,8 @@ def run(
         if show_traceback and error.traceback:
             console.print(error.traceback, markup=False, highlight=False)
         console.print(
-            f"[red]step {error.step!r} failed:[/] {error.type}: {error.message}", highlight=False
+            f"[red]step {error.step!r} failed:[/] {error.type}: {error.message}{tries(error)}",
+            highlight=False,
         )
         return EXIT_FAILED
 

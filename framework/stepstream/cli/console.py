@@ -26,7 +26,7 @@ from rich.table import Column
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from ..model.events import ExecutionRecord, ProgressSnapshot
+    from ..model.events import ErrorInfo, ExecutionRecord, ProgressSnapshot
     from ..runtime.engine import Engine
 
 REFRESH_SECONDS = 0.1
@@ -45,6 +45,11 @@ class _ItemsColumn(ProgressColumn):
         if done is None:
             return Text("")
         return Text(f"{done}/{total} items" if total is not None else f"{done} items", style="cyan")
+
+
+def tries(error: ErrorInfo) -> str:
+    """` (3 attempts)` after a failed step's error, when the step was tried more than once."""
+    return f" ({error.attempts} attempts)" if error.attempts and error.attempts > 1 else ""
 
 
 def eta_text(seconds: float) -> str:

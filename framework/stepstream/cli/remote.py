@@ -31,6 +31,7 @@ from ..errors import PipelineDefinitionError, ServerUnavailable, StepstreamError
 from ..hookspecs import hookimpl
 from ..model.events import FINISHED, ExecutionRecord, Status, encode
 from .commands import _parse_inputs
+from .console import tries
 from .loader import LoadError, load_pipelines
 
 if TYPE_CHECKING:
@@ -326,6 +327,7 @@ def show(
             console.print(error.traceback, markup=False)
         console.print(
             f"[red]step {error.step!r} failed:[/] {escape(error.type)}: {escape(error.message)}"
+            f"{tries(error)}"
         )
     if record.status == "completed":
         console.print("outputs")

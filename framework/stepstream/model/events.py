@@ -44,6 +44,7 @@ class ErrorInfo(msgspec.Struct, kw_only=True):
     type: str = "Error"
     step: str | None = None
     traceback: str | None = None
+    attempts: int | None = None  # how many times the failed step was tried, when it may retry
 
 
 class StepState(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -58,6 +59,7 @@ class StepState(msgspec.Struct, omit_defaults=True, kw_only=True):
     duration_seconds: float | None = None
     items_done: int | None = None
     items_total: int | None = None
+    attempt: int | None = None  # which try this is, once a step with retries is tried again
 
 
 class Origin(msgspec.Struct, kw_only=True, frozen=True):

@@ -71,6 +71,7 @@ class Job:
         self.failure: StepFailed | None = None
         self.cancelled_at: float | None = None  # monotonic time of the first cancel
         self.abandoned = False
+        self.timed_out: ErrorInfo | None = None  # set when a timeout, not a person, stopped it
         self.logs: LogBuffer | None = None  # what its steps print and log, when captured
 
     def cancel(self) -> None:

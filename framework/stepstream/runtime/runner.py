@@ -11,7 +11,6 @@ plugins (`hook`, the isolated relay), so a hook always sees the state after it.
 from __future__ import annotations
 
 import asyncio
-import traceback
 from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -22,30 +21,15 @@ import anyio.to_thread
 from ..authoring.progress import Progress
 from ..errors import Cancelled
 from ..model.events import ErrorInfo, ExecutionRecord, Status
-from ..model.values import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS, clean_text
 from ..tracking import logs
+from . import attempts, deadlines
+from .failures import error_info
 from .jobs import CancelIgnored, Job, StepFailed
 
 KEEP_WAIT = 5.0  # seconds `execution_finished` waits for the store to keep an ending
 
 if TYPE_CHECKING:
     from ..authoring.pipeline import Step
-
-
-def error_info(exc: BaseException, step: Step | None = None) -> ErrorInfo:
-    """What a failed step's record says: its name, the exception type and message, the traceback."""
-    try:
-        message = str(exc)
-    except Exception:
-        message = ""
-    return ErrorInfo(
-        step=step.name if step is not None else None,
-        type=type(exc).__qualname__,
-        message=clean_text(message or type(exc).__qualname__, MAX_ERROR_CHARS),
-        traceback=clean_text(
-            "".join(traceback.format_exception(exc)), MAX_TRACEBACK_CHARS, keep_end=True
-        ),
-    )
 
 
 class Runner:
@@ -66,6 +50,7 @@ class Runner:
         status: Status = "cancelled"
         error: ErrorInfo | None = None
         stop_poking = job.throttle.keep_fresh()
+        stop_timing = deadlines.watch(job)
         stop_capturing = self._capture(job)
         try:
             record = job.live.started()
@@ -92,7 +77,9 @@ class Runner:
         finally:
             job.scope = None
             stop_poking()
+            stop_timing()
             stop_capturing()
+            status, error = deadlines.verdict(job, status, error)
             if status != "completed":
                 job.outputs = None
             await self.finish(job, status, error)
@@ -227,7 +214,9 @@ class Runner:
             began = perf_counter()
             in_step = logs.STEP.set(step.name) if capturing else None
             try:
-                if index and step.takes_value_only:
+                if step.attempts is not None:
+                    value = attempts.call_sync(self, job, step, index, value)
+                elif index and step.takes_value_only:
                     try:
                         value = step.fn(value)
                     except Cancelled:
@@ -276,20 +265,24 @@ class Runner:
         hook.step_started(
             execution_id=job.execution_id, step=step, index=index, progress=live.step_started(index)
         )
-        kwargs, progress = self._arguments(job, step, index, value)
         began = perf_counter()
         in_step = logs.STEP.set(step.name) if job.logs is not None else None
         try:
-            value = await step.fn(**kwargs)
-        except (Cancelled, KeyboardInterrupt, anyio.get_cancelled_exc_class()):
-            raise
-        except BaseException as exc:
-            self._fail(job, step, index, exc)
+            if step.attempts is not None:
+                value = await attempts.call_async(self, job, step, index, value)
+            else:
+                kwargs, progress = self._arguments(job, step, index, value)
+                try:
+                    value = await step.fn(**kwargs)
+                except (Cancelled, KeyboardInterrupt, anyio.get_cancelled_exc_class()):
+                    raise
+                except BaseException as exc:
+                    self._fail(job, step, index, exc)
+                if progress is not None:
+                    progress._finish()
         finally:
             if in_step is not None:
                 logs.STEP.reset(in_step)
-        if progress is not None:
-            progress._finish()
         duration = perf_counter() - began
         hook.step_done(
             execution_id=job.execution_id,
@@ -302,8 +295,10 @@ class Runner:
             raise job.ignored(step.name)
         return value
 
-    def _fail(self, job: Job, step: Step, index: int, exc: BaseException) -> None:
-        error = error_info(exc, step)
+    def _fail(
+        self, job: Job, step: Step, index: int, exc: BaseException, tried: int | None = None
+    ) -> None:
+        error = error_info(exc, step, tried)
         self.hook.step_failed(
             execution_id=job.execution_id,
             step=step,

@@ -223,6 +223,16 @@ class LiveExecution:
         )
         return progress
 
+    def step_retrying(self, index: int, attempt: int, message: str) -> ProgressSnapshot:
+        """The running step is tried again: its items restart, the percentage holds."""
+        estimate = self.estimate
+        assert estimate is not None
+        self.items_done = self.items_total = None
+        previous = self.record.steps[index]
+        progress = estimate.snapshot(index, message=message, step_begins=True)
+        self._progress(progress, msgspec.structs.replace(previous, attempt=attempt))
+        return progress
+
     def step_progress(
         self, index: int, done: int, total: int | None, message: str | None
     ) -> ProgressSnapshot:
@@ -262,6 +272,7 @@ class LiveExecution:
                 duration_seconds=duration if duration is not None else estimate.step_elapsed(),
                 items_done=self.items_done,
                 items_total=self.items_total,
+                attempt=previous.attempt,
             ),
         )
         return progress
