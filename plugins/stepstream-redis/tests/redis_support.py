@@ -1,16 +1,23 @@
-"""Test support on the real Redis: a proxy to cut it off, pipelines, running and subscribing."""
+"""Test support on the real Redis: a proxy to cut it off, pipelines, servers, subscribing."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 
 from stepstream import Engine, ExecutionRecord, Pipeline, Progress, UnknownExecution
 from stepstream.transports.publisher import Publisher, publishing
@@ -163,3 +170,58 @@ def finished(engine: Engine, execution_id: str) -> ExecutionRecord | None:
     """The engine's record of an execution once it is finished there, else None."""
     record = known(engine, execution_id)
     return record if record is not None and record.finished else None
+
+
+def stepstream_command() -> str:
+    """The console script of the environment running the tests."""
+    return shutil.which("stepstream") or str(Path(sys.executable).with_name("stepstream"))
+
+
+@dataclass
+class Served:
+    """A `stepstream serve` subprocess, its URL and its output."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def serving(folder: Path, *args: str) -> Iterator[Served]:
+    """`stepstream serve ARGS...` on a free port for the block, once it answers /health."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]
+    log = folder / f"serve-{port}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPSTREAM_")}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [stepstream_command(), "serve", "--port", str(port), *args],
+            cwd=folder,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**env, "PYTHONUNBUFFERED": "1"},
+        )
+    served = Served(process, f"http://{HOST}:{port}", log)
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            assert process.poll() is None, f"serve exited: {log.read_text()}"
+            try:
+                if httpx.get(f"{served.url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"serve never answered: {log.read_text()}"
+            time.sleep(0.05)
+        yield served
+    finally:
+        served.stop()
