@@ -90,11 +90,20 @@ class Publisher:
             tasks.cancel_scope.cancel()
 
     async def _hear_cancels(self, relay: CancelRelay) -> None:
-        """Cancel what runs here when another process (a server) asks for it."""
+        """Cancel what runs here when another process (a server) asks for it.
+
+        Every publisher on a broker hears every request: one for an execution this
+        process does not run is another's to act on. Acting on it would ask the
+        broker again (the engine relays cancels of executions run elsewhere), and
+        every process subscribed and publishing there would echo it forever.
+        """
         async for execution_id in relay.cancel_requests():
+            record = self.engine.store.get(execution_id)
+            if record is None or record.origin != this_process():
+                continue
             try:
                 self.engine.cancel(execution_id)
-            except StepstreamError as exc:  # unknown here, finished, or not run here
+            except StepstreamError as exc:  # finished meanwhile
                 log.info("cancel of %s from %s not applied: %s", execution_id, self.where, exc)
 
     async def _send_forever(self) -> None:
@@ -129,6 +138,8 @@ class Publisher:
         for event in events:
             execution_id = event.execution_id
             if not self._runs_here(execution_id):
+                if isinstance(event, TERMINAL_EVENTS):
+                    self._ours.pop(execution_id, None)  # nothing follows: do not keep it forever
                 continue
             previous = self._sent.get(execution_id)
             envelopes.append(
