@@ -32,10 +32,11 @@ class EventLog(msgspec.Struct):
 
 
 class StepInfo(msgspec.Struct):
-    """A declared step: its name and its share of the percentage."""
+    """A declared step: its name, its share of the percentage and the steps it waits for."""
 
     name: str
     weight: float
+    upstream: list[str] = msgspec.field(default_factory=list)  # names; a chain: the previous
 
 
 class PipelineInfo(msgspec.Struct):
@@ -45,15 +46,23 @@ class PipelineInfo(msgspec.Struct):
     description: str
     steps: list[StepInfo]
     input_schema: dict[str, Any]
+    max_parallel: int | None = None  # sync steps at once in a graph; None: the default
+    outputs: list[str] | None = None  # the steps whose results are the outputs; None: the last
 
     @classmethod
     def of(cls, pipeline: Pipeline) -> PipelineInfo:
-        """Describe a registered pipeline."""
+        """Describe a registered pipeline, its graph included, so a dashboard can draw it."""
+        steps = pipeline.steps
         return cls(
             name=pipeline.name,
             description=pipeline.description,
-            steps=[StepInfo(name=s.name, weight=s.weight) for s in pipeline.steps],
+            steps=[
+                StepInfo(name=s.name, weight=s.weight, upstream=[steps[i].name for i in s.upstream])
+                for s in steps
+            ],
             input_schema=pipeline.input_schema(),
+            max_parallel=pipeline.max_parallel,
+            outputs=pipeline.outputs,
         )
 
 

@@ -295,10 +295,11 @@ async def test_pipelines_list_and_detail(server: Any) -> None:
     body = quick.json()
     assert body["description"] == "Three sync steps counting items; finishes fast"
     assert body["steps"] == [
-        {"name": "count", "weight": 1.0},
-        {"name": "double", "weight": 2.0},
-        {"name": "report", "weight": 1.0},
+        {"name": "count", "weight": 1.0, "upstream": []},
+        {"name": "double", "weight": 2.0, "upstream": ["count"]},
+        {"name": "report", "weight": 1.0, "upstream": ["double"]},
     ]
+    assert body["outputs"] is None
     assert body["input_schema"]["properties"]["items"] == {"type": "integer", "default": 5}
     assert body == items["quick"]
 

@@ -27,10 +27,13 @@ class Step:
     __slots__ = (
         "attempts",
         "fn",
+        "from_inputs",
+        "from_steps",
         "is_async",
         "name",
         "progress_param",
         "takes_value_only",
+        "upstream",
         "value_param",
         "weight",
     )
@@ -43,12 +46,19 @@ class Step:
         value_param: str | None,
         progress_param: str | None,
         attempts: Attempts | None = None,
+        links: Links | None = None,
     ) -> None:
         self.fn = fn
         self.attempts = attempts  # retries and timeout; None: called once, however long
         self.name = name
         self.weight = weight
+        # value_param takes the previous step's result (a chain); otherwise `links` say
+        # which parameters take which earlier steps' results and which take inputs.
         self.value_param = value_param
+        links = links or Links()
+        self.from_steps = links.steps
+        self.from_inputs = links.inputs
+        self.upstream = links.upstream
         self.progress_param = progress_param
         self.is_async = inspect.iscoroutinefunction(fn)
         first = next(iter(inspect.signature(fn).parameters.values()), None)
@@ -62,6 +72,14 @@ class Step:
 
     def __repr__(self) -> str:
         return f"Step({self.name!r}, weight={self.weight})"
+
+
+class Links(msgspec.Struct, frozen=True):
+    """What a step takes besides the previous result: earlier steps' results and inputs."""
+
+    steps: tuple[tuple[str, int], ...] = ()  # (parameter, index of the step it takes)
+    inputs: tuple[str, ...] = ()  # parameters that take the pipeline input of that name
+    upstream: tuple[int, ...] = ()  # the steps it waits for, ascending
 
 
 class InputField(msgspec.Struct, frozen=True):
@@ -108,18 +126,34 @@ def _strip_progress(hint: Any) -> Any:
 
 
 class Pipeline:
-    """A named sequence of steps; the first step's parameters are its inputs.
+    """A named graph of steps, declared in order; the first step's parameters are its inputs.
 
+    A step takes the previous step's result, or, when its parameters name earlier
+    steps and inputs, theirs; steps that do not wait for each other run at once,
+    sync ones at most `max_parallel` at a time. The outputs are the last step's
+    result, or with `outputs=[...]` a dict of the named steps' results.
     `timeout` (seconds, or None) bounds a whole execution, from its first step's start.
     """
 
-    def __init__(self, name: str, description: str = "", *, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        description: str = "",
+        *,
+        timeout: float | None = None,
+        max_parallel: int | None = None,
+        outputs: list[str] | None = None,
+    ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise PipelineDefinitionError("a pipeline needs a non-empty name, e.g. Pipeline('etl')")
         self.name = name
         self.description = description
         self.timeout = check_timeout(timeout, f"pipeline {name!r}")
+        self.max_parallel = _check_max_parallel(max_parallel, name)
+        self.outputs = _check_outputs(outputs, name)
         self.steps: list[Step] = []
+        self.is_graph = False  # True once a step takes more than the previous result
+        self._index: dict[str, int] = {}
         self._inputs: list[InputField] = []
         self._input_schema: dict[str, Any] | None = None
 
@@ -185,7 +219,7 @@ class Pipeline:
                 "use @pipeline.step or @pipeline.step(name=..., weight=...)"
             )
         step_name = name or fn.__name__
-        if any(s.name == step_name for s in self.steps):
+        if step_name in self._index:
             raise PipelineDefinitionError(
                 f"pipeline {self.name!r} already has a step named {step_name!r} "
                 f"({_describe(fn)}); give one of them another name with "
@@ -218,19 +252,70 @@ class Pipeline:
             )
         progress_param = progress_params[0] if progress_params else None
         others = [p for p in params if p.name != progress_param]
+        value_param = None
+        links = None
         if not self.steps:
             self._inputs = [InputField(p.name, hints.get(p.name, Any), p.default) for p in others]
             self._input_schema = None
-            value_param = None
+        elif len(others) == 1 and others[0].name not in self._index:
+            value_param = others[0].name  # a chain: `def step(previous): ...`, as always
+            if others[0].name == step_name:
+                raise _cycle(fn, step_name)
         else:
-            if len(others) != 1:
+            links = self._link(fn, step_name, others)
+            previous = len(self.steps) - 1
+            if len(links.steps) == 1 and links.steps[0][1] == previous and not links.inputs:
+                value_param, links = links.steps[0][0], None  # names the previous step: a chain
+            else:
+                self.is_graph = True
+        if links is None and self.steps:
+            links = Links(upstream=(len(self.steps) - 1,))
+        self._index[step_name] = len(self.steps)
+        self.steps.append(
+            Step(fn, step_name, float(weight), value_param, progress_param, attempts, links)
+        )
+
+    def _link(self, fn: Callable[..., Any], step_name: str, params: list[Any]) -> Links:
+        """Which earlier steps' results and which inputs a step's parameters take."""
+        if not params:
+            raise PipelineDefinitionError(
+                f"step {_describe(fn)} takes no parameters besides Progress; a step after "
+                "the first takes the previous step's result (one parameter) or names the "
+                f"earlier steps and inputs it needs, e.g. def {fn.__name__}(value): ..."
+            )
+        inputs = {f.name for f in self._inputs}
+        steps: list[tuple[str, int]] = []
+        taken_inputs: list[str] = []
+        for p in params:
+            if p.name == step_name:
+                raise _cycle(fn, step_name)
+            if p.name in self._index and p.name in inputs:
                 raise PipelineDefinitionError(
-                    f"step {_describe(fn)} takes {len(others)} parameters besides Progress; "
-                    "a step after the first takes exactly one, the previous step's result "
-                    f"(add or keep one parameter, e.g. def {fn.__name__}(value): ...)"
+                    f"step {_describe(fn)} takes {p.name!r}, which names both a step and an "
+                    "input of the pipeline; rename the step with @pipeline.step(name=...) "
+                    "or the first step's parameter"
                 )
-            value_param = others[0].name
-        self.steps.append(Step(fn, step_name, float(weight), value_param, progress_param, attempts))
+            if p.name in self._index:
+                steps.append((p.name, self._index[p.name]))
+            elif p.name in inputs:
+                taken_inputs.append(p.name)
+            elif p.default is inspect.Parameter.empty:
+                raise PipelineDefinitionError(
+                    f"step {_describe(fn)} takes {p.name!r}, which matches no earlier step "
+                    f"({_listing(self._index)}) and no input ({_listing(inputs)}); name one "
+                    "of them, give the parameter a default, or declare the step it needs "
+                    "above this one"
+                )
+        upstream = tuple(sorted({index for _, index in steps}))
+        return Links(steps=tuple(steps), inputs=tuple(taken_inputs), upstream=upstream)
+
+    def downstream(self) -> list[list[int]]:
+        """For each step, the steps that wait for it."""
+        waiting: list[list[int]] = [[] for _ in self.steps]
+        for index, step in enumerate(self.steps):
+            for before in step.upstream:
+                waiting[before].append(index)
+        return waiting
 
     @property
     def inputs(self) -> list[InputField]:
@@ -243,6 +328,18 @@ class Pipeline:
             raise PipelineDefinitionError(
                 f"pipeline {self.name!r} has no steps; decorate a function with @{self.name}.step"
             )
+        unknown = [name for name in self.outputs or () if name not in self._index]
+        if unknown:
+            raise PipelineDefinitionError(
+                f"pipeline {self.name!r} names outputs={unknown!r}, but it has no step of that "
+                f"name (its steps: {_listing(self._index)}); name declared steps"
+            )
+
+    def output_of(self, results: dict[int, Any]) -> Any:
+        """The execution's outputs from the steps' results: the last one's, or the named ones."""
+        if self.outputs is None:
+            return results[len(self.steps) - 1]
+        return {name: results[self._index[name]] for name in self.outputs}
 
     def validate_inputs(self, inputs: dict[str, Any] | None) -> dict[str, Any]:
         """Convert inputs to the first step's types; report every bad field at once."""
@@ -320,6 +417,45 @@ class Pipeline:
             f"{self.name}.run() starts its own event loop, and one is already running here; "
             f"in async code use `record = await stepstream.Engine().run({self.name}, inputs)`"
         )
+
+
+def _cycle(fn: Callable[..., Any], step_name: str) -> PipelineDefinitionError:
+    return PipelineDefinitionError(
+        f"step {_describe(fn)} takes a parameter named after itself, {step_name!r}: a step "
+        "cannot wait for its own result (a cycle); rename the parameter, or the step with "
+        "@pipeline.step(name=...)"
+    )
+
+
+def _listing(names: Any) -> str:
+    return ", ".join(sorted(names)) or "none"
+
+
+def _check_max_parallel(value: int | None, pipeline: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PipelineDefinitionError(
+            f"pipeline {pipeline!r} has max_parallel={value!r}; give a whole number of steps "
+            "of at least 1, or None for the default"
+        )
+    return value
+
+
+def _check_outputs(outputs: list[str] | None, pipeline: str) -> list[str] | None:
+    if outputs is None:
+        return None
+    if (
+        isinstance(outputs, str)
+        or not isinstance(outputs, list | tuple)
+        or not outputs
+        or not all(isinstance(name, str) for name in outputs)
+    ):
+        raise PipelineDefinitionError(
+            f"pipeline {pipeline!r} has outputs={outputs!r}; give a non-empty list of step "
+            'names, e.g. outputs=["clean", "stats"]'
+        )
+    return list(outputs)
 
 
 def _mutable(value: Any) -> bool:

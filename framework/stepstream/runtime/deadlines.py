@@ -42,10 +42,11 @@ class Deadline:
     Made and used on the worker thread through `arm` and `disarm`.
     """
 
-    __slots__ = ("fired", "handle", "job", "seconds", "step")
+    __slots__ = ("fired", "handle", "job", "seconds", "step", "throttle")
 
     def __init__(self, job: Job, step: Step, seconds: float) -> None:
         self.job = job
+        self.throttle = job.throttle  # the step's own, when it runs beside others
         self.step = step
         self.seconds = seconds
         self.fired = False
@@ -63,7 +64,7 @@ class Deadline:
         self.handle = asyncio.get_running_loop().call_later(self.seconds, self._expire)
 
     def _expire(self) -> None:
-        throttle = self.job.throttle
+        throttle = self.throttle
         if throttle.stopped.is_set():  # cancelled: the job's own grace takes over
             return
         self.fired = True
@@ -75,7 +76,7 @@ class Deadline:
 
     def _give_up(self) -> None:
         job = self.job
-        if job.throttle.stopped.is_set():
+        if self.throttle.stopped.is_set():
             return
         job.timed_out = ErrorInfo(
             type=StepTimeout.__qualname__,
@@ -87,12 +88,12 @@ class Deadline:
             ),
         )
         job.cancel()
-        job._abandon()
+        job.abandon()
 
     def _stop(self) -> bool:
         if self.handle is not None:
             self.handle.cancel()
-        throttle = self.job.throttle
+        throttle = self.throttle
         if self.fired and not throttle.stopped.is_set():
             throttle.cancelled = False
             throttle.interrupt = None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -19,6 +22,9 @@ if TYPE_CHECKING:
 
 
 DEFAULT_GRACE = 30.0  # seconds a cancelled sync step has to reach a Progress call
+
+# The throttle of the step running in this task or thread, when steps run side by side.
+_STEP_THROTTLE: ContextVar[Throttle | None] = ContextVar("step_throttle", default=None)
 
 
 class StepFailed(Exception):
@@ -60,10 +66,11 @@ class Job:
         self.execution_id = live.execution_id
         self.pipeline = pipeline
         self.inputs = inputs
-        self.throttle = Throttle(interval)
+        self._throttle = Throttle(interval)
+        self.branch_throttles: set[Throttle] = set()  # of the steps running side by side
         self.grace = grace
         self.scope: anyio.CancelScope | None = None
-        self.thread_scope: anyio.CancelScope | None = None  # around a sync batch's thread
+        self.thread_scopes: set[anyio.CancelScope] = set()  # around sync steps' threads
         self.started = False
         self.ended = False  # its ending is recorded (`finished` is set once it is kept)
         self.finished = anyio.Event()
@@ -74,26 +81,50 @@ class Job:
         self.timed_out: ErrorInfo | None = None  # set when a timeout, not a person, stopped it
         self.logs: LogBuffer | None = None  # what its steps print and log, when captured
 
+    @property
+    def throttle(self) -> Throttle:
+        """The running step's throttle: the execution's, or a branch's own in a graph."""
+        return _STEP_THROTTLE.get() or self._throttle
+
+    @contextmanager
+    def branch(self) -> Iterator[Throttle]:
+        """Give the step run in this task its own throttle, which a cancel reaches too."""
+        throttle = Throttle(self._throttle.interval)
+        if self._throttle.cancelled:
+            throttle.cancel()
+        self.branch_throttles.add(throttle)
+        token = _STEP_THROTTLE.set(throttle)
+        stop_poking = throttle.keep_fresh()
+        try:
+            yield throttle
+        finally:
+            stop_poking()
+            _STEP_THROTTLE.reset(token)
+            self.branch_throttles.discard(throttle)
+
     def cancel(self) -> None:
         """Ask the execution to stop; must be called from the event loop's thread."""
         if self.cancelled_at is None:
             self.cancelled_at = time.monotonic()
             self.live.guard()  # from now on a step's thread may have to be sealed off
-            asyncio.get_running_loop().call_later(self.grace, self._abandon)
-        self.throttle.cancel()
+            asyncio.get_running_loop().call_later(self.grace, self.abandon)
+        self._throttle.cancel()
+        for throttle in list(self.branch_throttles):
+            throttle.cancel()
         if self.scope is not None:
             self.scope.cancel()
 
-    def _abandon(self) -> None:
-        """The grace period is over: stop waiting for the step's thread."""
-        if self.thread_scope is not None and not self.finished.is_set():
+    def abandon(self) -> None:
+        """The grace period is over: stop waiting for the steps' threads."""
+        if self.thread_scopes and not self.finished.is_set():
             self.abandoned = True
-            self.thread_scope.cancel()
+            for scope in list(self.thread_scopes):
+                scope.cancel()
 
     def ignored(self, step: str) -> CancelIgnored:
         """What ends an execution whose `step` returned after a cancel it never noticed."""
-        assert self.cancelled_at is not None
-        waited = time.monotonic() - self.cancelled_at
+        now = time.monotonic()
+        waited = now - (self.cancelled_at or now)  # None: a sibling's failure stopped it
         return CancelIgnored(
             step,
             f"cancel requested, but step {step!r} did not stop at it (it made no Progress call) "

@@ -22,7 +22,7 @@ from ..authoring.progress import Progress
 from ..errors import Cancelled
 from ..model.events import ErrorInfo, ExecutionRecord, Status
 from ..tracking import logs
-from . import attempts, deadlines
+from . import attempts, branches, deadlines
 from .failures import error_info
 from .jobs import CancelIgnored, Job, StepFailed
 
@@ -53,7 +53,7 @@ class Runner:
         stop_timing = deadlines.watch(job)
         stop_capturing = self._capture(job)
         try:
-            record = job.live.started()
+            record = job.live.started(side_by_side=job.pipeline.is_graph)
             hook.execution_started(
                 execution_id=job.execution_id,
                 pipeline=job.pipeline,
@@ -134,34 +134,36 @@ class Runner:
         job.finished.set()
 
     async def _run_steps(self, job: Job) -> Any:
+        if job.pipeline.is_graph or job.pipeline.outputs is not None:
+            return await branches.run_graph(self, job)
         steps = job.pipeline.steps
         value: Any = None
         index = 0
         while index < len(steps):
             if steps[index].is_async:
-                value = await self._run_async_step(job, index, value)
+                value = await self.run_async_step(job, index, value)
                 index += 1
                 continue
             stop = index
             while stop < len(steps) and not steps[stop].is_async:
                 stop += 1
-            value = await self._in_thread(job, index, stop, value)
+            value = await self.in_thread(job, self.run_sync_steps, job, index, stop, value)
             index = stop
         return value
 
-    async def _in_thread(self, job: Job, start: int, stop: int, value: Any) -> Any:
-        """Run sync steps on a worker thread, let go of it if a cancel outlives the grace period.
+    async def in_thread(self, job: Job, work: Callable[..., Any], *args: Any) -> Any:
+        """Run sync steps (`work(*args)`) on a worker thread, let go of it if a cancel
+        outlives the grace period.
 
         The thread's scope is shielded, so a cancel (or a shutdown) waits for the step's
         next Progress call; `Job` cancels this scope when the grace period is over.
         """
-        with anyio.CancelScope(shield=True) as job.thread_scope:
+        with anyio.CancelScope(shield=True) as scope:
+            job.thread_scopes.add(scope)
             try:
-                return await anyio.to_thread.run_sync(
-                    self._run_sync_steps, job, start, stop, value, abandon_on_cancel=True
-                )
+                return await anyio.to_thread.run_sync(work, *args, abandon_on_cancel=True)
             finally:
-                job.thread_scope = None
+                job.thread_scopes.discard(scope)
         running = [s.name for s in job.live.record.steps if s.status == "running"]
         job.live.seal()  # what the thread still reports is refused from now on
         raise job.abandoned_in(running[0] if running else None)
@@ -169,7 +171,12 @@ class Runner:
     def _arguments(
         self, job: Job, step: Step, index: int, value: Any
     ) -> tuple[dict[str, Any], Progress | None]:
-        kwargs = dict(job.inputs) if index == 0 else {step.value_param: value}
+        if index == 0:
+            kwargs = dict(job.inputs)
+        elif step.value_param is not None:
+            kwargs = {step.value_param: value}
+        else:  # a step of a graph: `value` holds what its parameters take (`branches`)
+            kwargs = dict(value)
         progress = None
         if step.progress_param is not None:
             progress = Progress(self._emitter(job, step, index), job.throttle)
@@ -195,7 +202,7 @@ class Runner:
 
         return emit
 
-    def _run_sync_steps(self, job: Job, start: int, stop: int, value: Any) -> Any:
+    def run_sync_steps(self, job: Job, start: int, stop: int, value: Any) -> Any:
         """Runs on a worker thread: the whole run of consecutive sync steps."""
         hook, live = self.hook, job.live
         step_started, step_done = hook.step_started, hook.step_done
@@ -259,7 +266,7 @@ class Runner:
             progress._finish()
         return value
 
-    async def _run_async_step(self, job: Job, index: int, value: Any) -> Any:
+    async def run_async_step(self, job: Job, index: int, value: Any) -> Any:
         hook, live = self.hook, job.live
         step = job.pipeline.steps[index]
         hook.step_started(

@@ -75,8 +75,8 @@ class Estimate:
         """Seconds since the execution started."""
         return time.perf_counter() - self.started_clock
 
-    def step_elapsed(self) -> float:
-        """Seconds since the current step started."""
+    def step_elapsed(self, index: int | None = None) -> float:
+        """Seconds since the current step started (one step runs at a time: `index` is it)."""
         return time.perf_counter() - self.step_clock
 
     def snapshot(
@@ -89,12 +89,14 @@ class Estimate:
         *,
         step_begins: bool = False,
         step_completes: bool = False,
+        step_stops: bool = False,
     ) -> ProgressSnapshot:
         """Weighted percentage, never lower than the last one, with elapsed time, rate and ETA.
 
         `step_begins` starts the step's own clock; `step_completes` counts the step as
-        finished once this snapshot is taken. This runs twice per step, so it does both
-        in passing and avoids `round()` (slower than the rest combined).
+        finished once this snapshot is taken (`step_stops`, a step that failed or was
+        stopped, changes nothing here: the execution ends with it). This runs twice per
+        step, so it does both in passing and avoids `round()` (slower than the rest combined).
         """
         now = time.perf_counter()
         if step_begins:

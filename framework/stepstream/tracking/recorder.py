@@ -7,9 +7,11 @@ plugin sees the state after the change. Events made elsewhere (a worker's
 transport, recovery after a restart) enter through `ingest` and take the same
 path; ingesting an event twice changes nothing.
 
-Concurrency: each execution has one producer at a time (its runner, on the loop
-or its worker thread), so its per-step events take no lock. The lock guards the
-set of live executions, which creation, ingestion and endings change.
+Concurrency: an execution whose steps run one at a time has one producer (its
+runner, on the loop or its worker thread), so its per-step events take no lock;
+one whose steps run side by side, or which a cancel may end without its thread,
+is `guard`ed: its changes take turns. The recorder's lock guards the set of live
+executions, which creation, ingestion and endings change.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from ..model.fold import apply_event, copy_record, status_of
 from ..model.ids import new_execution_id
 from ..model.values import DEFAULT_MAX_OUTPUT_BYTES, Unstorable, bounded_outputs
 from .estimates import Estimate
+from .parallel import ParallelEstimate
 
 if TYPE_CHECKING:
     from ..stores import ExecutionStore
@@ -101,11 +104,11 @@ class LiveExecution:
         self._publish = channel.publish
         self.record = record
         self.channel = channel
-        self.estimate: Estimate | None = None
-        self.items_done: int | None = None
-        self.items_total: int | None = None
+        self.estimate: Estimate | ParallelEstimate | None = None
+        self.items_done: list[int | None] = []  # each step's, as last reported
+        self.items_total: list[int | None] = []
         self.kept: asyncio.Future[None] | None = None  # resolved once the ending is kept
-        self._guard: threading.Lock | None = None
+        self._guard: threading.RLock | None = None
         self._sealed = False
 
     @property
@@ -119,13 +122,12 @@ class LiveExecution:
         return self._recorder.store
 
     def guard(self) -> None:
-        """From now on every event takes a lock, so that `seal` can shut out a step's thread.
-
-        Called when a cancel may end the execution without its thread (the grace period
-        of a sync step); until then the per-step path pays nothing for it.
+        """From now on every change takes a lock: steps report side by side, or `seal` may
+        shut out a step's thread (a cancel's grace period); until then the per-step path
+        pays nothing for it.
         """
         if self._guard is None:
-            self._guard = threading.Lock()
+            self._guard = threading.RLock()
 
     def seal(self) -> None:
         """Refuse every later event made here; the thread that tries gets Cancelled."""
@@ -172,7 +174,10 @@ class LiveExecution:
         self._recorder.store.on_kept(publish)
 
     def _progress(self, progress: ProgressSnapshot, step: StepState | None = None) -> None:
-        """`emit` of a progress event made here: the per-step path, kept free of extra calls."""
+        """`emit` of a progress event made here: the per-step path, kept free of extra calls.
+
+        Under the guard, which the caller holds (so the numbering cannot race).
+        """
         record = self.record
         event = ProgressEvent(
             execution_id=record.execution_id, seq=record.last_seq + 1, progress=progress, step=step
@@ -187,12 +192,22 @@ class LiveExecution:
 
     # -- what the runner reports, in order ---------------------------------------
 
-    def started(self) -> ExecutionRecord:
-        """pending → running, with the step history that makes an early ETA possible."""
+    def started(self, side_by_side: bool = False) -> ExecutionRecord:
+        """pending → running, with the step history that makes an early ETA possible.
+
+        `side_by_side`: steps may run at once, so the progress counts finished steps.
+        """
         record = self.record
         names = [s.name for s in record.steps]
-        expected = self._recorder.history.expected(record.pipeline, names)
-        estimate = self.estimate = Estimate(record.steps, expected)
+        self.items_done = [None] * len(names)
+        self.items_total = [None] * len(names)
+        estimate: Estimate | ParallelEstimate
+        if side_by_side:
+            estimate = ParallelEstimate(record.steps)
+        else:
+            expected = self._recorder.history.expected(record.pipeline, names)
+            estimate = Estimate(record.steps, expected)
+        self.estimate = estimate
         self.channel.deliver_on_this_loop()  # followers are served there, whichever thread runs
         self.emit(
             StartedEvent(
@@ -206,9 +221,16 @@ class LiveExecution:
 
     def step_started(self, index: int) -> ProgressSnapshot:
         """The step becomes current."""
+        guard = self._guard
+        if guard is not None:
+            with guard:
+                return self._step_started(index)
+        return self._step_started(index)
+
+    def _step_started(self, index: int) -> ProgressSnapshot:
         estimate = self.estimate
         assert estimate is not None
-        self.items_done = self.items_total = None
+        self.items_done[index] = self.items_total[index] = None
         previous = self.record.steps[index]
         progress = estimate.snapshot(index, step_begins=True)
         self._progress(
@@ -225,9 +247,16 @@ class LiveExecution:
 
     def step_retrying(self, index: int, attempt: int, message: str) -> ProgressSnapshot:
         """The running step is tried again: its items restart, the percentage holds."""
+        guard = self._guard
+        if guard is not None:
+            with guard:
+                return self._step_retrying(index, attempt, message)
+        return self._step_retrying(index, attempt, message)
+
+    def _step_retrying(self, index: int, attempt: int, message: str) -> ProgressSnapshot:
         estimate = self.estimate
         assert estimate is not None
-        self.items_done = self.items_total = None
+        self.items_done[index] = self.items_total[index] = None
         previous = self.record.steps[index]
         progress = estimate.snapshot(index, message=message, step_begins=True)
         self._progress(progress, msgspec.structs.replace(previous, attempt=attempt))
@@ -237,11 +266,20 @@ class LiveExecution:
         self, index: int, done: int, total: int | None, message: str | None
     ) -> ProgressSnapshot:
         """Item counts inside the running step move the percentage smoothly."""
+        guard = self._guard
+        if guard is not None:
+            with guard:
+                return self._step_progress(index, done, total, message)
+        return self._step_progress(index, done, total, message)
+
+    def _step_progress(
+        self, index: int, done: int, total: int | None, message: str | None
+    ) -> ProgressSnapshot:
         estimate = self.estimate
         assert estimate is not None
         fraction = min(1.0, done / total) if total else 0.0
-        self.items_done = done
-        self.items_total = total
+        self.items_done[index] = done
+        self.items_total[index] = total
         progress = estimate.snapshot(index, fraction, done, total, message)
         self._progress(progress)
         return progress
@@ -249,17 +287,28 @@ class LiveExecution:
     def step_ended(
         self, index: int, status: StepStatus, duration: float | None
     ) -> ProgressSnapshot:
-        """The step completed (its weight joins the finished share) or failed."""
+        """The step completed (its weight joins the finished share), failed or was stopped."""
+        guard = self._guard
+        if guard is not None:
+            with guard:
+                return self._step_ended(index, status, duration)
+        return self._step_ended(index, status, duration)
+
+    def _step_ended(
+        self, index: int, status: StepStatus, duration: float | None
+    ) -> ProgressSnapshot:
         estimate = self.estimate
         assert estimate is not None
         previous = self.record.steps[index]
         completed = status == "completed"
+        done, total = self.items_done[index], self.items_total[index]
         progress = estimate.snapshot(
             index,
             1.0 if completed else 0.0,
-            self.items_done,
-            self.items_total,
+            done,
+            total,
             step_completes=completed,
+            step_stops=not completed,
         )
         self._progress(
             progress,
@@ -269,9 +318,11 @@ class LiveExecution:
                 status=status,
                 weight=previous.weight,
                 started_at=previous.started_at,
-                duration_seconds=duration if duration is not None else estimate.step_elapsed(),
-                items_done=self.items_done,
-                items_total=self.items_total,
+                duration_seconds=(
+                    duration if duration is not None else estimate.step_elapsed(index)
+                ),
+                items_done=done,
+                items_total=total,
                 attempt=previous.attempt,
             ),
         )
