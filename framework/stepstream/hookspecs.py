@@ -8,10 +8,11 @@ needs, in any order.
 Execution hooks (`execution_started` ... `execution_finished`) fire after the
 engine has recorded the change they announce: `engine.get(execution_id)`
 inside a hook already shows it, whatever order plugins were registered in.
-Plugins observe; they do not decide state. The hooks of one execution fire
-one at a time, in order, on the thread that runs its current step: the event
-loop for async steps, a worker thread for sync steps. Keep them quick and
-thread-safe.
+Plugins observe; they do not decide state. The hooks of one step fire one at
+a time, in order, on the thread that runs it: the event loop for async steps,
+a worker thread for sync steps. In a graph pipeline, steps that do not wait
+for each other run at once, so hooks of different steps of one execution may
+fire concurrently on different threads. Keep them quick and thread-safe.
 
 Every hook is isolated: an implementation that raises is logged, that one
 call is skipped, and the pipeline, the engine and the other plugins go on
