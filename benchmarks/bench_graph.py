@@ -1,5 +1,8 @@
 """Per-step overhead of pipelines shaped as graphs, against a plain loop over the same functions.
 
+Declaring: the time per `@pipeline.step` for chains of 1,000, 10,000 and 100,000
+steps (flat when declaration is linear), against defining the same functions.
+
 Four shapes of 1,000 trivial sync steps, each run by one engine, round after round:
 the linear chain (`def s1(x)`, one thread hop for the whole run), the same chain
 through the graph scheduler (each step names its upstream step and an input, so
@@ -32,6 +35,7 @@ from rich.table import Table
 from stepstream import Engine, Pipeline
 
 STEPS = 1_000
+DECLARED = (1_000, 10_000, 100_000)
 console = Console(width=132)
 
 
@@ -187,6 +191,31 @@ def bench(repeats: int, warmup: int) -> dict[str, Any]:
     return {"steps": STEPS, "repeats": repeats, "rows": rows}
 
 
+def bench_declaring(rounds: int) -> dict[str, Any]:
+    """Seconds to declare chains of each length, per step, alternating lengths each round."""
+    per_step: dict[int, list[float]] = {n: [] for n in DECLARED}
+    defining: dict[int, list[float]] = {n: [] for n in DECLARED}
+    for _ in range(rounds):
+        for n in DECLARED:
+            began = perf_counter()
+            fns = functions("def s{i}(x):\n    return x + 1\n", n)
+            defined = perf_counter() - began
+            p = Pipeline("declared")
+            began = perf_counter()
+            for fn in fns:
+                p.step(fn)
+            per_step[n].append((perf_counter() - began) / n)
+            defining[n].append(defined / n)
+    return {
+        str(n): {
+            "us_per_step": summary(per_step[n], 1e6),
+            "define_us_per_function": summary(defining[n], 1e6),
+            "total_s": statistics.median(per_step[n]) * n,
+        }
+        for n in DECLARED
+    }
+
+
 def report(result: dict[str, Any]) -> None:
     """One table: total, overhead per step (wall and CPU, ± half the IQR), ratios."""
     table = Table(title=f"Per-step overhead by pipeline shape, {STEPS:,} steps")
@@ -211,6 +240,20 @@ def report(result: dict[str, Any]) -> None:
             f"{row['ratio_to_hamilton']:.2f}x" if "ratio_to_hamilton" in row else "-",
         )
     console.print(table)
+    declared = Table(title="Declaring a chain: time per @pipeline.step")
+    for column in ("steps", "per step", "total", "exec'ing the function (peer)", "÷ 1,000"):
+        declared.add_column(column, justify="right")
+    base = result["declaring"][str(DECLARED[0])]["us_per_step"]["median"]
+    for n, row in result["declaring"].items():
+        step = row["us_per_step"]
+        declared.add_row(
+            f"{int(n):,}",
+            f"{step['median']:.1f} µs ±{step['spread'] * 50:.0f}%",
+            f"{row['total_s']:.2f} s",
+            f"{row['define_us_per_function']['median']:.1f} µs",
+            f"{step['median'] / base:.2f}x",
+        )
+    console.print(declared)
     console.print(f"load average (1 min) at the start: {result['machine']['load_average_1min']}")
 
 
@@ -222,6 +265,7 @@ def main() -> None:
     args = parser.parse_args()
     about = machine()
     result = bench(repeats=3 if args.quick else 15, warmup=1 if args.quick else 2)
+    result["declaring"] = bench_declaring(rounds=2 if args.quick else 5)
     result["machine"] = about
     report(result)
     out = args.out or RESULTS_DIR / f"bench_graph-{about['date'].replace(':', '')}.json"

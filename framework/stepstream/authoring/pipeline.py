@@ -15,7 +15,7 @@ from typing import Any, TypeVar, overload
 import msgspec
 
 from ..errors import InputError, PipelineDefinitionError
-from .policy import Attempts, attempts_for, check_timeout
+from .policy import Attempts, attempts_for, check_timeout, is_plain
 from .progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,6 +47,7 @@ class Step:
         progress_param: str | None,
         attempts: Attempts | None = None,
         links: Links | None = None,
+        params: list[inspect.Parameter] | None = None,
     ) -> None:
         self.fn = fn
         self.attempts = attempts  # retries and timeout; None: called once, however long
@@ -61,7 +62,9 @@ class Step:
         self.upstream = links.upstream
         self.progress_param = progress_param
         self.is_async = inspect.iscoroutinefunction(fn)
-        first = next(iter(inspect.signature(fn).parameters.values()), None)
+        if params is None:
+            params = list(inspect.signature(fn).parameters.values())
+        first = params[0] if params else None
         # The common case, called positionally on the hot path: `def step(previous): ...`.
         self.takes_value_only = (
             progress_param is None
@@ -195,7 +198,7 @@ class Pipeline:
         waiting `retry_delay` seconds, times `backoff` after each further failure;
         `timeout` bounds each attempt (see docs/authoring.md, "Retries and timeouts").
         """
-        policy = (retries, retry_delay, backoff, retry_on, timeout)
+        policy = (retries, retry_delay, backoff, retry_on, timeout)  # checked in _add
         if fn is not None:
             self._add(fn, name, weight, policy)
             return fn
@@ -234,8 +237,10 @@ class Pipeline:
                 f"step {step_name!r} ({_describe(fn)}) has weight {weight!r}; "
                 "a weight is a finite positive number"
             )
-        attempts = attempts_for(f"step {step_name!r} ({_describe(fn)})", *policy)
-        hints = _hints(fn)
+        attempts = None
+        if not is_plain(*policy):
+            attempts = attempts_for(f"step {step_name!r} ({_describe(fn)})", *policy)
+        hints = _hints(fn) if getattr(fn, "__annotations__", None) else {}
         params = list(inspect.signature(fn).parameters.values())
         for p in params:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
@@ -272,7 +277,7 @@ class Pipeline:
             links = Links(upstream=(len(self.steps) - 1,))
         self._index[step_name] = len(self.steps)
         self.steps.append(
-            Step(fn, step_name, float(weight), value_param, progress_param, attempts, links)
+            Step(fn, step_name, float(weight), value_param, progress_param, attempts, links, params)
         )
 
     def _link(self, fn: Callable[..., Any], step_name: str, params: list[Any]) -> Links:

@@ -61,6 +61,20 @@ def check_timeout(value: Any, owner: str) -> float | None:
     return float(value)
 
 
+def is_plain(retries: Any, retry_delay: Any, backoff: Any, retry_on: Any, timeout: Any) -> bool:
+    """True for the policy of a step declared without one: tried once, no time limit."""
+    return (
+        retries == 0
+        and type(retries) is int
+        and retry_delay == 0
+        and type(retry_delay) in (int, float)
+        and backoff == 1
+        and type(backoff) in (int, float)
+        and retry_on is Exception
+        and timeout is None
+    )
+
+
 def attempts_for(
     owner: str,
     retries: Any,
