@@ -241,10 +241,10 @@ def test_what_the_steps_logged_shows_under_logs(page: Any, server: Served) -> No
     )
 
 
-def test_a_step_graph_shows_only_where_the_server_has_one(page: Any, server: Served) -> None:
-    """Today's server has none; a later one may add `upstream` per step.
+def test_a_step_graph_shows_only_for_a_pipeline_that_branches(page: Any, server: Served) -> None:
+    """A chain's steps each wait for the one before: no column for that.
 
-    The later server is played by intercepting its answer in the browser.
+    A branching demo is played by intercepting the server's answer in the browser.
     """
     execution_id = server.submit(steps=5, seconds_per_step=0.05)  # the pipeline's own shape
     server.wait_for(execution_id)
@@ -254,8 +254,10 @@ def test_a_step_graph_shows_only_where_the_server_has_one(page: Any, server: Ser
 
     def with_upstream(route: Any) -> None:
         pipeline = route.fetch().json()
-        for index, step in enumerate(pipeline["steps"]):
-            step["upstream"] = [pipeline["steps"][index - 1]["name"]] if index else []
+        assert [s["upstream"] for s in pipeline["steps"][:2]] == [[], ["extract"]]
+        first = pipeline["steps"][0]["name"]
+        for step in pipeline["steps"][1:]:
+            step["upstream"] = [first]  # every later step takes the first one's result
         route.fulfill(json=pipeline)
 
     page.route(re.compile(r"/api/v1/pipelines/demo$"), with_upstream)

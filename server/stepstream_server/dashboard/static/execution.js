@@ -298,11 +298,21 @@ export function mountExecution(main, executionId) {
     }
   }
 
-  /** The step graph, when the pipeline describes one (`upstream` per step). */
+  /** True when some step waits for more, or other, than the step declared before it. */
+  function branches(steps) {
+    return steps.some((step, index) => {
+      const upstream = Array.isArray(step.upstream) ? step.upstream : null;
+      if (!upstream) return false;
+      if (index === 0) return upstream.length > 0;
+      return upstream.length !== 1 || upstream[0] !== steps[index - 1].name;
+    });
+  }
+
+  /** The step graph, when the pipeline is one (`upstream` per step, not a plain chain). */
   async function loadPipeline(name) {
     try {
       const pipeline = await get(`api/v1/pipelines/${encodeURIComponent(name)}`);
-      if (pipeline.steps.some((step) => Array.isArray(step.upstream))) {
+      if (branches(pipeline.steps)) {
         graph = pipeline.steps;
         schedule();
       }
