@@ -179,9 +179,9 @@ def summary(values: list[float | None]) -> str:
     spread = ""
     if len(known) >= 4:
         q1, _, q3 = statistics.quantiles(known, n=4)
-        spread = f" ±{(q3 - q1) / 2 * 100:.0f}"
+        spread = f" ±{(q3 - q1) / 2 * 100:.1f}"
     missing = f" ({len(values) - len(known)} none)" if len(known) < len(values) else ""
-    return f"{median * 100:.0f}%{spread}{missing}"
+    return f"{median * 100:.1f}%{spread}{missing}"
 
 
 def main() -> None:
