@@ -63,6 +63,7 @@ TARGET_EVENTS_PER_S = 20_000
 INGEST_BATCH = 500  # envelopes per batch, as the publisher sends them
 INGEST_SENDERS = 2  # POSTs in flight at once (two workers)
 NO_TRANSPORT = "no transport (baseline)"
+WATCHED = "an idle engine.watch, no transport"
 WITH_REDIS = "publishing to Redis"
 
 
@@ -132,11 +133,13 @@ def bench_overhead(quick: bool) -> dict[str, Any]:
     prefix = new_prefix("overhead")
     samples: dict[str, dict[str, list[float]]] = {
         NO_TRANSPORT: {"wall": [], "cpu": []},
+        WATCHED: {"wall": [], "cpu": []},
         WITH_REDIS: {"wall": [], "cpu": [], "flush": [], "events": []},
     }
 
     async def main() -> None:
         plain = Engine(load_entrypoints=False)
+        watched = Engine(load_entrypoints=False)
         published = Engine(load_entrypoints=False)
 
         async def without() -> tuple[float, float]:
@@ -144,6 +147,17 @@ def bench_overhead(quick: bool) -> dict[str, Any]:
             wall, cpu = perf_counter(), process_time()
             record = await plain.run(chain, {"x": 0})
             wall, cpu = perf_counter() - wall, process_time() - cpu
+            assert record.status == "completed"
+            return wall, cpu
+
+        async def with_watch() -> tuple[float, float]:
+            """What any transport pays before sending anything: the engine feeding a watcher."""
+            watch = watched.watch(bounded=False)
+            gc.collect()
+            wall, cpu = perf_counter(), process_time()
+            record = await watched.run(chain, {"x": 0})
+            wall, cpu = perf_counter() - wall, process_time() - cpu
+            watch.close()
             assert record.status == "completed"
             return wall, cpu
 
@@ -160,14 +174,16 @@ def bench_overhead(quick: bool) -> dict[str, Any]:
             return wall, cpu, flush, publishers[0].delivered
 
         for round_no in range(warmup + rounds):
-            order = [without, with_redis] if round_no % 2 else [with_redis, without]
+            order = [without, with_watch, with_redis]
+            order = order[round_no % 3 :] + order[: round_no % 3]
             for measure in order:
                 taken = await measure()
                 if round_no < warmup:
                     continue
-                if measure is without:
-                    samples[NO_TRANSPORT]["wall"].append(taken[0])
-                    samples[NO_TRANSPORT]["cpu"].append(taken[1])
+                if measure is not with_redis:
+                    name = NO_TRANSPORT if measure is without else WATCHED
+                    samples[name]["wall"].append(taken[0])
+                    samples[name]["cpu"].append(taken[1])
                 else:
                     for key, value in zip(("wall", "cpu", "flush", "events"), taken, strict=True):
                         samples[WITH_REDIS][key].append(value)
@@ -178,9 +194,13 @@ def bench_overhead(quick: bool) -> dict[str, Any]:
         delete_keys(prefix)
     rows = {name: {k: summary(v) for k, v in taken.items()} for name, taken in samples.items()}
     base = rows[NO_TRANSPORT]
-    redis_row = rows[WITH_REDIS]
-    redis_row["ratio_wall"] = redis_row["wall"]["median"] / base["wall"]["median"]
-    redis_row["ratio_cpu"] = redis_row["cpu"]["median"] / base["cpu"]["median"]
+    for name in (WATCHED, WITH_REDIS):
+        row = rows[name]
+        row["ratio_wall"] = row["wall"]["median"] / base["wall"]["median"]
+        row["ratio_cpu"] = row["cpu"]["median"] / base["cpu"]["median"]
+    rows[WITH_REDIS]["ratio_to_watched_wall"] = (
+        rows[WITH_REDIS]["wall"]["median"] / rows[WATCHED]["wall"]["median"]
+    )
     return {"rounds": rounds, "steps": STEPS, "rows": rows}
 
 
@@ -579,6 +599,8 @@ def show(results: dict[str, Any]) -> None:
             flush = _ms(row["flush"]) if "flush" in row else "-"
             table.add_row(name, _ms(row["wall"]), _ms(row["cpu"]), ratio, flush)
         console.print(table)
+        watched = o["rows"][WITH_REDIS]["ratio_to_watched_wall"]
+        console.print(f"   publishing to Redis ÷ an idle watch (wall): {watched:.2f}")
     if "latency" in results:
         lat = results["latency"]
         table = Table(
