@@ -18,10 +18,14 @@ Every run uses its own key prefix and deletes its keys afterwards.
    Peer in the same rounds: the same 20 executions submitted to that server and run there.
 3. ingest: events/s a `stepstream serve --store sqlite://` keeps, (a) from batches POSTed to
    `/api/v1/events` as the http transport sends them (500 envelopes, 2 senders) and (b) from
-   Redis, a producer publishing prepared batches through the Redis transport as fast as it can
+   Redis, a producer publishing the batches through the Redis transport as fast as it can
    while the server reads; done when the server acknowledged every entry (it acknowledges only
-   what its store kept). Peer: the same envelopes applied with `engine.receive` and flushed to
-   a SQLite store in this process, no network (the ceiling of both).
+   what its store kept); and (c) from Redis with the server stopped (SIGSTOP) while they are
+   published, timed from when it goes on: the server's own rate on a backlog. Peer: the same
+   envelopes applied with `engine.receive` and flushed to a SQLite store in this process, no
+   network (the ceiling of all three). Two workloads: "long" executions (10 steps of 20
+   progress reports, ~165 events each, as a real publisher sent them) and "short" ones (one
+   step, 4 events each), where creating each record dominates.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import argparse
 import asyncio
 import gc
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -479,8 +484,15 @@ async def ingest_http(base: str, envelopes: list[Envelope]) -> float:
         return len(envelopes) / (perf_counter() - began)
 
 
-async def ingest_redis(url: str, envelopes: list[Envelope]) -> float:
-    """Publish every batch through the transport, then wait for the server's group to ack all."""
+async def ingest_redis(
+    url: str, envelopes: list[Envelope], paused: int | None = None
+) -> tuple[float, float]:
+    """Publish every batch through the transport, then wait for the server's group to ack all.
+
+    With `paused` (the server's pid), the server is stopped (SIGSTOP) while they are
+    published and the clock starts when it goes on (SIGCONT): a backlog it catches up on,
+    the server's own rate, no producer beside it.
+    """
     import redis.asyncio as aredis
 
     transport = open_redis(url)
@@ -488,16 +500,21 @@ async def ingest_redis(url: str, envelopes: list[Envelope]) -> float:
     connection = aredis.Redis.from_url(REDIS)
     prepared = batches(envelopes)
     try:
+        if paused:
+            os.kill(paused, signal.SIGSTOP)
         began = perf_counter()
         for batch in prepared:
             await transport.publish(batch)
         published = perf_counter() - began
+        if paused:
+            began = perf_counter()
+            os.kill(paused, signal.SIGCONT)
         while True:
             groups = await connection.xinfo_groups(settings.stream)
             group = next(g for g in groups if g["name"].decode() == settings.group)
             if group["pending"] == 0 and group["lag"] == 0:
                 break
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.005)
         took = perf_counter() - began
         return len(envelopes) / took, published
     finally:
@@ -518,7 +535,8 @@ def bench_ingest(log_dir: Path, quick: bool) -> dict[str, Any]:
     names = {
         "peer": "engine.receive + flush, SQLite, in process (peer)",
         "http": "POST /api/v1/events",
-        "redis": "Redis, server subscribed",
+        "redis": "Redis, server subscribed, producer alongside",
+        "backlog": "Redis, server catching up a backlog",
     }
     workloads = {}
     for workload, (executions, steps, items) in WORKLOADS.items():
@@ -532,7 +550,7 @@ def bench_ingest(log_dir: Path, quick: bool) -> dict[str, Any]:
         redis_server.start()
         time.sleep(1.0)  # the subscriber makes its group
         for round_no in range(rounds):
-            order = list(names)[round_no % 3 :] + list(names)[: round_no % 3]
+            order = list(names)[round_no % 4 :] + list(names)[: round_no % 4]
             for workload, recorded in workloads.items():
                 for name in order:
                     envelopes = renamed(recorded, f"{workload}{name}{round_no}")
@@ -541,9 +559,12 @@ def bench_ingest(log_dir: Path, quick: bool) -> dict[str, Any]:
                         rate = ingest_in_process(envelopes, log_dir, f"{workload}{round_no}")
                     elif name == "http":
                         rate = asyncio.run(ingest_http(http_base, envelopes))
-                    else:
+                    elif name == "redis":
                         rate, published = asyncio.run(ingest_redis(url, envelopes))
                         publish_rates[workload].append(len(envelopes) / published)
+                    else:
+                        pid = redis_server.proc.pid if redis_server.proc else None
+                        rate, _ = asyncio.run(ingest_redis(url, envelopes, paused=pid))
                     runs[workload, name].append(rate)
     finally:
         http_server.stop()
