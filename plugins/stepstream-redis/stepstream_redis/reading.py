@@ -23,28 +23,37 @@ from redis.exceptions import RedisError, ResponseError
 
 from stepstream import Envelope
 from stepstream.transports import redacted
-from stepstream.transports.wire import decode_envelope
+from stepstream.transports.wire import decode_batch, decode_envelope
 
 from .connection import backoff, client, failure
 from .url import Settings
 
 log = logging.getLogger("stepstream.transports.redis")
 
-BATCH = 500  # entries per delivery at most
+BATCH = 500  # entries per read of an execution's stream, or of claimed entries, at most
+READ = 20  # entries per delivery of the main stream at most: each is a publisher's batch
 BLOCK = 1.0  # seconds a read waits for new entries before looking for ones to claim
-FIELD = b"envelope"  # the field of a stream entry that holds the envelope
+FIELD = b"batch"  # the field of a stream entry that holds a batch of envelopes
+ONE = b"envelope"  # the field of an entry holding one envelope (as versions before 0.2 wrote)
 
 
-def decode_entry(fields: dict[bytes, bytes] | None, where: str) -> Envelope | None:
-    """The envelope of a stream entry; None for a trimmed, foreign or newer-typed one."""
-    data = (fields or {}).get(FIELD)
-    if data is None:
-        return None
+def decode_entry(fields: dict[bytes, bytes] | None, where: str) -> list[Envelope]:
+    """The envelopes of a stream entry, in order; none for a trimmed or foreign one.
+
+    An entry holds a batch (`batch`, what a publisher sent at once) or, as older
+    publishers wrote, one envelope (`envelope`); events of a type this version
+    does not know are left out.
+    """
+    fields = fields or {}
     try:
-        return decode_envelope(data)
+        if (data := fields.get(FIELD)) is not None:
+            return decode_batch(data)
+        if (data := fields.get(ONE)) is not None:
+            envelope = decode_envelope(data)
+            return [] if envelope is None else [envelope]
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        log.warning("ignoring an entry of %s: not a stepstream envelope (%s)", where, exc)
-        return None
+        log.warning("ignoring an entry of %s: not stepstream envelopes (%s)", where, exc)
+    return []
 
 
 @dataclass
@@ -129,7 +138,7 @@ class Reader:
             self.settings.group,
             self.settings.consumer,
             {self.settings.stream: position},
-            count=BATCH,
+            count=READ,
             block=block,
         )
         return found[0][1] if found else []
@@ -144,7 +153,7 @@ class Reader:
                 self.settings.consumer,
                 int(self.settings.claim_after * 1000),
                 start,
-                count=BATCH,
+                count=READ,
             )
             if entries:
                 log.warning(
@@ -160,9 +169,7 @@ class Reader:
     def _delivery(self, connection: Redis, entries: Sequence[Any]) -> RedisDelivery:
         delivery = RedisDelivery([], self.settings, connection)
         for entry_id, fields in entries:
-            envelope = decode_entry(fields, self._where)
-            if envelope is not None:
-                delivery.envelopes.append(envelope)
+            delivery.envelopes += decode_entry(fields, self._where)
             delivery.ids.append(entry_id)
         return delivery
 

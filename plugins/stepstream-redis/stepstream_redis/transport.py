@@ -1,10 +1,13 @@
-"""The Redis transport: every event on one stream for servers, and on its execution's own stream.
+"""The Redis transport: every batch on one stream for servers, and on its executions' own streams.
 
-Publishing a batch is one MULTI/EXEC: each envelope is XADDed to the main stream
+Publishing a batch is one MULTI/EXEC: the batch is one entry of the main stream
 (approximately trimmed to `maxlen` entries), which servers read in consumer
-groups, and to its execution's stream with the entry id `{seq}-0`, so a gap is
-filled by reading that stream from `after + 1`, and a repeat (a retried batch, a
-heartbeat) is refused there by Redis instead of stored twice. The first envelope
+groups, and each execution's envelopes of the batch are one entry of that
+execution's stream, with the entry id `{last seq}-0`, so a gap is filled by
+reading that stream from `after + 1` (and dropping what is not after it), and a
+repeat (a retried batch, a heartbeat) is refused there by Redis instead of
+stored twice. One entry per batch, not per event: each envelope is encoded
+once, and a batch of hundreds is a handful of commands. The first envelope
 of an execution, which carries its record, is also kept on its own key, so a
 server that never saw the start can begin the record even once the execution's
 stream is trimmed. Both expire `ttl` seconds after the execution's last event.
@@ -26,7 +29,7 @@ from stepstream.transports import Gap, redacted
 from stepstream.transports.wire import encode_envelope
 
 from .connection import backoff, client, failure
-from .reading import BATCH, BLOCK, FIELD, Reader, RedisDelivery, decode_entry
+from .reading import BATCH, BLOCK, FIELD, ONE, Reader, RedisDelivery, decode_entry
 from .url import Settings, parse
 
 log = logging.getLogger("stepstream.transports.redis")
@@ -60,24 +63,31 @@ class RedisTransport:
     async def publish(self, envelopes: Sequence[Envelope]) -> list[Gap]:
         """One transaction for the batch; TransportError when Redis did not take it."""
         settings = self.settings
+        if not envelopes:
+            return []
         batch = self._client().pipeline(transaction=True)
-        touched: set[str] = set()
-        for envelope in envelopes:
+        encoded = [encode_envelope(envelope) for envelope in envelopes]
+        batch.xadd(
+            settings.stream, {FIELD: _batch(encoded)}, maxlen=settings.maxlen, approximate=True
+        )
+        own: dict[str, list[bytes]] = {}  # per execution, in order: its envelopes of the batch
+        last: dict[str, int] = {}
+        for envelope, data in zip(envelopes, encoded, strict=True):
             execution_id = envelope.event.execution_id
-            data = {FIELD: encode_envelope(envelope)}
-            batch.xadd(settings.stream, data, maxlen=settings.maxlen, approximate=True)
+            own.setdefault(execution_id, []).append(data)
+            last[execution_id] = envelope.event.seq
+            if envelope.record is not None:
+                batch.set(settings.first(execution_id), data, nx=True, ex=settings.ttl)
+        for execution_id, parts in own.items():
+            stream = settings.execution(execution_id)
             batch.xadd(
-                settings.execution(execution_id),
-                data,
-                id=f"{envelope.event.seq}-0",
+                stream,
+                {FIELD: _batch(parts)},
+                id=f"{last[execution_id]}-0",
                 maxlen=settings.maxlen,
                 approximate=True,
             )
-            if envelope.record is not None:
-                batch.set(settings.first(execution_id), data[FIELD], nx=True, ex=settings.ttl)
-            touched.add(execution_id)
-        for execution_id in touched:
-            batch.expire(settings.execution(execution_id), settings.ttl)
+            batch.expire(stream, settings.ttl)
         try:
             answers = await batch.execute(raise_on_error=False)
         except RedisError as exc:
@@ -102,12 +112,14 @@ class RedisTransport:
             while entries := await connection.xrange(
                 settings.execution(execution_id), min=start, count=BATCH
             ):
-                held += filter(None, (decode_entry(fields, where) for _, fields in entries))
+                for _, fields in entries:  # an entry holds the batch's events up to its id
+                    held += (e for e in decode_entry(fields, where) if e.event.seq > after)
                 start = "(" + entries[-1][0].decode()
             first = await connection.get(settings.first(execution_id)) if after == 0 else None
         except RedisError as exc:
             raise failure(settings, exc) from None
-        envelope = decode_entry({FIELD: first}, where) if first else None
+        found = decode_entry({ONE: first}, where) if first else []
+        envelope = found[0] if found else None
         if envelope is not None and (not held or held[0].event.seq > envelope.event.seq):
             held.insert(0, envelope)
         return held
@@ -173,3 +185,8 @@ class RedisTransport:
         if connection is not None:
             with anyio.CancelScope(shield=True):
                 await connection.aclose()
+
+
+def _batch(encoded: Sequence[bytes]) -> bytes:
+    """Envelopes encoded one by one, joined as the wire format's batch (`wire.encode_batch`)."""
+    return b'{"envelopes":[' + b",".join(encoded) + b"]}"
