@@ -99,22 +99,6 @@ def supersedes(event: Event, previous: Event) -> bool:
     return type(event) is ProgressEvent and type(previous) is ProgressEvent
 
 
-def absorbing(event: ProgressEvent, previous: ProgressEvent) -> ProgressEvent:
-    """`event` standing in for `previous` too, in a queue: the step changes it carried ride along.
-
-    Logs need not do this (the record keeps every step's state); a queue feeding a
-    reader that folds events (a subscriber, a transport) must, or a step's end
-    could be lost with the progress event that told it.
-    """
-    carried = [*(previous.steps or ()), *((previous.step,) if previous.step else ())]
-    if not carried:
-        return event
-    merged = {step.index: step for step in (*carried, *(event.steps or ()))}
-    if event.step is not None:
-        merged.pop(event.step.index, None)
-    return msgspec.structs.replace(event, steps=list(merged.values()) or None)
-
-
 def joined(event: LogEvent, previous: LogEvent, keep: int) -> LogEvent:
     """Two waiting batches of log lines as one, keeping the last `keep` lines."""
     lines = [*previous.lines, *event.lines]
