@@ -12,7 +12,6 @@ memory in lifecycle events and step states, not in progress updates.
 from __future__ import annotations
 
 from collections import deque
-from typing import cast
 
 import msgspec
 
@@ -37,7 +36,7 @@ class _Slot:
         A reader that folds events (a subscriber, a transport) must get them, or a
         step's end could be lost with the progress event that told it.
         """
-        previous = cast(ProgressEvent, self.event)
+        previous: ProgressEvent = self.event  # type: ignore[assignment]  # a slot's progress
         carried = self.carried
         if carried is None:
             carried = self.carried = {step.index: step for step in previous.steps or ()}

@@ -156,15 +156,19 @@ class Subscription:
                 self._waiter = loop.create_future()
             return None
 
-    async def take(self, limit: int) -> list[Event]:
+    async def take(self, limit: int, linger: float = 0.0) -> list[Event]:
         """The next event (waiting for it), and as many more as are queued, up to `limit`.
 
+        With `linger`, waits that many seconds after the first before taking the rest,
+        so the progress arriving meanwhile coalesces instead of being taken one by one.
         Empty once the subscription has ended.
         """
         taken: list[Event] = []
         async for event in self:
             taken.append(event)
             break
+        if linger and taken and not self._ended:
+            await asyncio.sleep(linger)
         while len(taken) < limit and not self._ended and (event := self._pop()) is not None:
             taken.append(event)
         return taken

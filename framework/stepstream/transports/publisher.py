@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("stepstream.transports")
 
 BATCH = 500  # events per publish at most
+LINGER = 0.01  # seconds a batch waits to fill once its first event is there; progress coalesces
 HEARTBEAT = 15.0  # seconds of silence before the running executions' latest events are resent
 FIRST_RETRY, LAST_RETRY = 0.2, 10.0  # seconds: the backoff's range
 
@@ -51,11 +52,17 @@ class Publisher:
     """Carries this engine's executions to `transport`; start `run` on a task, then `flush`."""
 
     def __init__(
-        self, engine: Engine, transport: Transport, *, heartbeat: float = HEARTBEAT
+        self,
+        engine: Engine,
+        transport: Transport,
+        *,
+        heartbeat: float = HEARTBEAT,
+        linger: float = LINGER,
     ) -> None:
         self.engine = engine
         self.transport = transport
         self.heartbeat = heartbeat
+        self.linger = linger  # seconds a batch waits to fill; 0 sends each event at once
         self.delivered = 0  # events the transport accepted
         self.dropped = 0  # events a receiver refused as malformed: never delivered
         self.left = 0  # events still undelivered when `publishing` gave up waiting
@@ -111,7 +118,7 @@ class Publisher:
             while True:
                 events: list[Event] = []
                 with anyio.move_on_after(self.heartbeat):
-                    events = await self._watch.take(BATCH)
+                    events = await self._watch.take(BATCH, self.linger)
                 if events:
                     await self._send(self._envelopes(events))
                 else:
@@ -237,7 +244,11 @@ def _backoff(attempt: int) -> float:
 
 @asynccontextmanager
 async def publishing(
-    engine: Engine, transports: Sequence[Transport], *, flush_timeout: float
+    engine: Engine,
+    transports: Sequence[Transport],
+    *,
+    flush_timeout: float,
+    linger: float = LINGER,
 ) -> AsyncIterator[list[Publisher]]:
     """Publish the engine's executions to each transport while the block runs.
 
@@ -246,7 +257,7 @@ async def publishing(
     not), then closes them. An error of the block comes out as it is, not wrapped in
     the senders' ExceptionGroup.
     """
-    publishers = [Publisher(engine, transport) for transport in transports]
+    publishers = [Publisher(engine, transport, linger=linger) for transport in transports]
     failure: Exception | None = None
 
     async def settle(publisher: Publisher) -> None:

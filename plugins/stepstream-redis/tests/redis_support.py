@@ -138,11 +138,14 @@ def gated(gate: Gate) -> Pipeline:
 
 
 async def run_published(
-    pipeline: Pipeline, inputs: dict[str, Any], transport: Any, **engine: Any
+    pipeline: Pipeline, inputs: dict[str, Any], transport: Any, linger: float = 0.0, **engine: Any
 ) -> tuple[ExecutionRecord, Publisher]:
-    """A worker's run, published through `transport`; returns once all was delivered."""
+    """A worker's run, published through `transport`; returns once all was delivered.
+
+    Without `linger`, events go out as they come, in many batches, as a slow run's do.
+    """
     worker = Engine(load_entrypoints=False, progress_interval=0, **engine)
-    async with publishing(worker, [transport], flush_timeout=WAIT) as (publisher,):
+    async with publishing(worker, [transport], flush_timeout=WAIT, linger=linger) as (publisher,):
         record = await worker.run(pipeline, inputs)
     assert publisher.left == 0, "Redis never took some events"
     return record, publisher

@@ -118,8 +118,8 @@ async def test_streams_are_trimmed_to_about_maxlen_and_expire(
     url: str, prefix: str, redis: Redis, transports
 ) -> None:
     worker = Engine(load_entrypoints=False, progress_interval=0)
-    async with publishing(
-        worker, [transports(f"{url}&maxlen=100&ttl=600")], flush_timeout=WAIT
+    async with publishing(  # no linger: a batch per event, as a slow run's come
+        worker, [transports(f"{url}&maxlen=100&ttl=600")], flush_timeout=WAIT, linger=0
     ) as (publisher,):
         records = [await worker.run(counting(), {"n": 2000}) for _ in range(10)]
     assert publisher.left == 0
