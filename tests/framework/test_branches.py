@@ -13,7 +13,7 @@ import pytest
 from stepstream import Engine, Pipeline, PipelineDefinitionError, Progress
 from stepstream.model.events import ProgressEvent
 
-from fw_support import RecordingStore
+from fw_support import HookRecorder, RecordingStore, engine_with
 
 pytestmark = pytest.mark.anyio
 WAIT = 10.0  # seconds a test waits for steps that must meet before it gives up
@@ -457,3 +457,38 @@ async def test_what_parallel_steps_print_is_captured_under_each_step() -> None:
         assert [line.message for line in lines if line.step == tag] == [
             f"{tag} {i}" for i in range(20)
         ]
+
+
+async def test_a_step_taking_only_inputs_starts_with_the_first() -> None:
+    p = Pipeline("inputs-only")
+    meeting = threading.Barrier(2, timeout=WAIT)
+
+    @p.step
+    def first(n: int, m: int) -> int:
+        meeting.wait()  # passes only if `other` runs meanwhile
+        return n
+
+    @p.step
+    def other(n: int, m: int) -> int:
+        meeting.wait()
+        return n * m
+
+    @p.step
+    def both(first: int, other: int) -> int:
+        return first + other
+
+    assert [s.upstream for s in p.steps] == [(), (), (0, 1)]
+    record = await _run(p, {"n": 2, "m": 5})
+    assert record.outputs == 12
+
+
+async def test_every_step_fires_its_hooks_once_in_a_graph() -> None:
+    hooks = HookRecorder()
+    p, _ = _fan_out()
+    async with engine_with(hooks) as engine:
+        record = await engine.run(p, {"n": 2})
+    assert record.status == "completed"
+    for hook in ("step_started", "step_done"):
+        assert sorted(call["index"] for call in hooks.of(hook)) == [0, 1, 2, 3]
+    names = hooks.names(record.execution_id)
+    assert names[0] == "execution_started" and names[-1] == "execution_finished"
