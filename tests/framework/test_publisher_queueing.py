@@ -100,3 +100,36 @@ async def test_every_publisher_flushes_at_once_with_the_whole_timeout() -> None:
         await engine.run(_pipeline())
     assert all(p.left > 0 for p in publishers)
     assert all(b.flush_given is not None and b.flush_given > 1.0 for b in bags)
+
+
+class Handover:
+    """Hands each published batch straight to a receiving engine, as a server ingests it."""
+
+    url = "handover://test"
+
+    def __init__(self, receiver: Engine) -> None:
+        self.receiver = receiver
+
+    @classmethod
+    def from_url(cls, url: str) -> Handover:
+        raise NotImplementedError("made in the test, around its receiver")
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> list[Gap]:
+        for envelope in envelopes:
+            self.receiver.receive(envelope)
+        return []
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_first_batch_that_leaves_after_the_run_still_carries_its_whole_history() -> None:
+    worker = Engine(load_entrypoints=False, progress_interval=0)
+    receiver = Engine(load_entrypoints=False)
+    async with publishing(worker, [Handover(receiver)], flush_timeout=WAIT, linger=0.3):
+        record = await worker.run(_pipeline(), {})  # over before the first batch leaves
+    assert receiver.get(record.execution_id) == record
+    assert [e.seq for e in receiver.events(record.execution_id)] == [
+        e.seq for e in worker.events(record.execution_id)
+    ]
+    assert len(receiver.events(record.execution_id)) > 2  # started, steps: not just the end

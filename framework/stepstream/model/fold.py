@@ -22,6 +22,7 @@ from .events import (
     ProgressEvent,
     StartedEvent,
     StatusEvent,
+    StepState,
 )
 
 
@@ -134,6 +135,24 @@ def status_of(record: ExecutionRecord, seq: int) -> StatusEvent:
         status=record.status,
         pipeline=record.pipeline,
         progress=record.progress,
+    )
+
+
+def as_created(record: ExecutionRecord) -> ExecutionRecord:
+    """The record as it was made, pending with nothing run: what its first event (seq 1) follows."""
+    return msgspec.structs.replace(
+        record,
+        status="pending",
+        progress=None,
+        started_at=None,
+        finished_at=None,
+        outputs=None,
+        error=None,
+        last_seq=1,
+        steps=[
+            StepState(name=step.name, index=step.index, status="pending", weight=step.weight)
+            for step in record.steps
+        ],
     )
 
 

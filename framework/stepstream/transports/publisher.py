@@ -25,7 +25,8 @@ import anyio
 import anyio.abc
 
 from ..errors import StepstreamError
-from ..model.events import TERMINAL_EVENTS, Envelope, Event
+from ..model.events import TERMINAL_EVENTS, Envelope, Event, ExecutionRecord
+from ..model.fold import as_created
 from ..tracking.recorder import this_process
 from . import (
     CancelRelay,
@@ -153,11 +154,20 @@ class Publisher:
                 Envelope(
                     event=event,
                     after=previous.event.seq if previous else 0,
-                    record=None if previous else self.engine.get(execution_id),
+                    record=None if previous else self._snapshot(event),
                 )
             )
             self._sent[execution_id] = envelopes[-1]
         return envelopes
+
+    def _snapshot(self, first: Event) -> ExecutionRecord:
+        """The record a receiver starts from: as the execution's first event left it.
+
+        The execution may have run on, even ended, before its first batch left (a
+        linger, an outage); a later state would hide the events in between.
+        """
+        record = self.engine.get(first.execution_id)
+        return as_created(record) if first.seq == 1 < record.last_seq else record
 
     def _runs_here(self, execution_id: str) -> bool:
         """Only what this process runs is sent: what it received came from elsewhere."""
