@@ -470,21 +470,24 @@ def ingest_in_process(envelopes: list[Envelope], log_dir: Path, n: str) -> float
 async def ingest_http(base: str, envelopes: list[Envelope]) -> float:
     from stepstream.transports.wire import encode_batch
 
-    bodies = [encode_batch(b) for b in batches(envelopes)]
-    pending = list(reversed(bodies))
+    # Each worker sends its own executions, in order, as real workers do.
+    shares: list[list[Envelope]] = [[] for _ in range(INGEST_SENDERS)]
+    workers: dict[str, int] = {}
+    for envelope in envelopes:
+        worker = workers.setdefault(envelope.event.execution_id, len(workers) % INGEST_SENDERS)
+        shares[worker].append(envelope)
     headers = {"content-type": "application/json"}
     endpoint = f"{base}/api/v1/events"
 
-    async def sender(client: httpx.AsyncClient) -> None:
-        while pending:
-            body = pending.pop()
+    async def sender(client: httpx.AsyncClient, share: list[Envelope]) -> None:
+        for body in [encode_batch(b) for b in batches(share)]:
             answer = await client.post(endpoint, content=body, headers=headers)
             answer.raise_for_status()
             assert not answer.json()["gaps"], answer.text
 
     async with httpx.AsyncClient(timeout=60) as client:
         began = perf_counter()
-        await asyncio.gather(*(sender(client) for _ in range(INGEST_SENDERS)))
+        await asyncio.gather(*(sender(client, share) for share in shares))
         return len(envelopes) / (perf_counter() - began)
 
 
