@@ -479,15 +479,17 @@ async def ingest_http(base: str, envelopes: list[Envelope]) -> float:
     headers = {"content-type": "application/json"}
     endpoint = f"{base}/api/v1/events"
 
-    async def sender(client: httpx.AsyncClient, share: list[Envelope]) -> None:
-        for body in [encode_batch(b) for b in batches(share)]:
+    bodies = [[encode_batch(b) for b in batches(share)] for share in shares]
+
+    async def sender(client: httpx.AsyncClient, share: list[bytes]) -> None:
+        for body in share:
             answer = await client.post(endpoint, content=body, headers=headers)
             answer.raise_for_status()
             assert not answer.json()["gaps"], answer.text
 
     async with httpx.AsyncClient(timeout=60) as client:
         began = perf_counter()
-        await asyncio.gather(*(sender(client, share) for share in shares))
+        await asyncio.gather(*(sender(client, share) for share in bodies))
         return len(envelopes) / (perf_counter() - began)
 
 
