@@ -24,7 +24,7 @@ import time
 
 from ..model.events import ProgressSnapshot, StepState
 
-SMOOTHING = 0.3  # weight of the newest rate in the running average (tqdm's default)
+SMOOTHING = 0.3  # weight of the newest item's rate in the running average (tqdm's default)
 LIVE_FROM = 0.1  # the share of a step from which its own rate is trusted over history
 
 
@@ -143,9 +143,11 @@ class Estimate:
         if seconds <= 0 or items <= 0:
             return
         recent = items / seconds
-        self.rate = (
-            recent if self.rate is None else (SMOOTHING * recent + (1 - SMOOTHING) * self.rate)
-        )
+        if self.rate is None:
+            self.rate = recent
+        else:  # tqdm smooths per update; a measurement here spans `items` of them
+            weight = 1.0 - (1.0 - SMOOTHING) ** items
+            self.rate = weight * recent + (1.0 - weight) * self.rate
         self.last_tick, self.last_done = now, done
 
     def _pace(self, index: int, fraction: float | None, step_elapsed: float) -> float:
