@@ -422,7 +422,7 @@ def recorded_envelopes(executions: int, steps: int, items: int) -> list[Envelope
     capture = _Capture()
 
     async def main() -> None:
-        async with publishing(engine, [capture], flush_timeout=60):
+        async with publishing(engine, [capture], flush_timeout=60, linger=0):  # every event
             for start in range(0, executions, 20):
                 async with anyio.create_task_group() as tasks:
                     for _ in range(min(20, executions - start)):
