@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -208,3 +209,34 @@ async def test_pipeline_run_inside_a_running_loop_says_what_to_use_instead() -> 
 
     with pytest.raises(RuntimeError, match=r"await stepstream.Engine\(\).run"):
         p.run()
+
+
+def test_every_kind_of_parameter_is_read_as_python_reads_it() -> None:
+    p = Pipeline("kinds")
+
+    @p.step
+    def first(a: int, b: int = 2, *, c: int, d: int = 4) -> int:
+        return a + b + c + d
+
+    @p.step
+    def second(value: int, /) -> int:  # a chained value may come by position
+        return value * 10
+
+    assert [(f.name, f.required, f.default) for f in p.inputs] == [
+        ("a", True, inspect.Parameter.empty),
+        ("b", False, 2),
+        ("c", True, inspect.Parameter.empty),
+        ("d", False, 4),
+    ]
+    assert p.run(a=1, c=1) == 80
+
+
+def test_inputs_by_position_only_are_refused_at_declaration() -> None:
+    p = Pipeline("by-position")
+    with pytest.raises(PipelineDefinitionError, match=r"takes a, b by position only .*remove"):
+
+        @p.step
+        def first(a: int, b: int = 2, /) -> int:
+            return a + b
+
+    assert p.steps == []
