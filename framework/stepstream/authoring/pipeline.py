@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import inspect
 import math
@@ -412,6 +411,8 @@ class Pipeline:
         """Run the pipeline to completion in a fresh event loop and return its outputs."""
         # The one upward import, made when called: running needs the runtime, and the
         # runtime knows pipelines only through their interface, never this module.
+        import asyncio
+
         from ..runtime.oneshot import run_pipeline
 
         try:
