@@ -43,3 +43,18 @@ def test_every_public_name_resolves_and_is_listed() -> None:
     assert set(stepstream.__all__) <= set(dir(stepstream))
     assert stepstream.Pipeline.__module__ == "stepstream.authoring.pipeline"
     assert stepstream.DEFAULT_CANCEL_GRACE == 30.0
+
+
+def test_the_command_group_is_built_without_the_engine_or_an_event_loop() -> None:
+    loaded = _loaded_after(
+        "from stepstream.cli.main import build_cli\n"
+        "from stepstream.plugins import make_plugin_manager\n"
+        "build_cli(make_plugin_manager(load_entrypoints=False))"
+    )
+    assert not {"asyncio", "anyio", "rich.progress", "stepstream.runtime.engine"} & loaded
+
+
+def test_the_run_commands_default_cancel_grace_is_the_engines() -> None:
+    from stepstream.cli.commands import DEFAULT_CANCEL_GRACE
+
+    assert DEFAULT_CANCEL_GRACE == stepstream.DEFAULT_CANCEL_GRACE

@@ -5,7 +5,8 @@ They find the server with `--url` (or STEPSTREAM_URL) and read its token from
 STEPSTREAM_TOKEN or `--token-file`, never from the command line, where other
 users of the machine could read it. Anything the server cannot do, or a server
 that is not there, is one line on stderr and exit code 2. The client, and with
-it httpx, is imported only when one of these commands runs.
+it httpx, is imported only when one of these commands runs; so is what only
+some of them need (anyio, the console's bars, the loader).
 """
 
 from __future__ import annotations
@@ -20,22 +21,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import click
-import msgspec
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from ..errors import PipelineDefinitionError, ServerUnavailable, StepstreamError
 from ..hookspecs import hookimpl
-from ..model.events import FINISHED, ExecutionRecord, Status, encode
 from .commands import _parse_inputs
-from .console import tries
-from .loader import LoadError, load_pipelines
 
 if TYPE_CHECKING:
     from ..client import Client, LogPage, PipelineInfo
+    from ..model.events import ExecutionRecord, Status
 
 DEFAULT_URL = "http://127.0.0.1:8000"  # stepstream.client.DEFAULT_URL, without importing httpx
 URL_ENV = "STEPSTREAM_URL"
@@ -114,6 +111,8 @@ def _watch(
     url: str, token_file: Path | None, ids: list[str] | None, *, print_outputs: bool = False
 ) -> int:
     """Draw the executions until they end; the exit code of `watch`."""
+    import anyio
+
     from ..client import AsyncClient
     from .watching import watch_executions
 
@@ -292,6 +291,11 @@ def show(
     execution_id: str, as_json: bool, show_traceback: bool, url: str, token_file: Path | None
 ) -> None:
     """Show an execution: status, progress, steps, error and outputs."""
+    import msgspec
+
+    from ..model.events import encode
+    from .console import tries
+
     with _server(url, token_file) as client:
         record = client.get(execution_id)
     if as_json:
@@ -341,7 +345,7 @@ def cancel(execution_id: str, url: str, token_file: Path | None) -> None:
     """Cancel an execution: a pending one at once, a running one at its step's next checkpoint."""
     with _server(url, token_file) as client:
         record = client.cancel(execution_id)
-    if record.status in FINISHED:
+    if record.finished:
         click.echo(f"{execution_id} {record.status}")
     else:
         click.echo(f"{execution_id} cancelling ({record.status}: it stops at its next checkpoint)")
@@ -391,6 +395,7 @@ def _print_lines(console: Console, page: LogPage) -> int:
 
 def _described(target: str) -> list[PipelineInfo]:
     from ..client import PipelineInfo, StepInfo
+    from .loader import LoadError, load_pipelines
 
     try:
         pipelines = load_pipelines(target)
