@@ -39,6 +39,7 @@ def test_calls_share_one_engine_and_forget_their_records() -> None:
     assert p.run(n=2) == (6, "none")
     assert oneshot._shared_host().engine is engine
     assert engine.list() == []
+    assert engine.running == 0  # nor holds on to their jobs
 
 
 def test_calls_from_several_threads_each_get_their_own_outputs() -> None:
