@@ -2,7 +2,8 @@
 
 Run:  uv run python benchmarks/bench_core.py
 With Hamilton as a peer:  uv run --with apache-hamilton python benchmarks/bench_core.py
-Options: --quick (fewer repeats, for a smoke check), --out PATH (JSON file).
+Options: --quick (fewer repeats, for a smoke check), --out PATH (JSON file),
+--only SECTION (e.g. short_chains: the fixed cost of chains of 1, 10, 100 steps).
 """
 
 from __future__ import annotations
@@ -592,7 +593,7 @@ def fmt(stats: dict[str, Any], unit: str, digits: int = 2) -> str:
 
 
 def print_report(result: dict[str, Any]) -> None:
-    """Three readable tables on stdout."""
+    """A readable table per section run."""
     info = result["machine"]
     console.print(
         f"[bold]stepstream core benchmarks[/] {info['date']} · {info['cpu']} · "
@@ -609,6 +610,18 @@ def print_report(result: dict[str, Any]) -> None:
             f"{result['load_average_1min_at_end']} on {info['cores']} cores): wall-clock "
             "figures of threaded code inflate first; compare the CPU columns and the ratios[/]"
         )
+    for key, show in (
+        ("step_overhead", print_steps),
+        ("progress", print_progress),
+        ("memory", print_memory),
+        ("short_chains", print_short_chains),
+    ):
+        if key in result:
+            show(result)
+
+
+def print_steps(result: dict[str, Any]) -> None:
+    """Section 1: per-step overhead against its peers."""
     steps = result["step_overhead"]
     rows = steps["rows"]
     table = Table(title=f"1. Per-step overhead, {steps['steps']}-step sync chain vs plain loop")
@@ -667,6 +680,9 @@ def print_report(result: dict[str, Any]) -> None:
     if steps["hamilton_skipped"]:
         console.print(f"[yellow]{steps['hamilton_skipped']}[/]")
 
+
+def print_progress(result: dict[str, Any]) -> None:
+    """Section 2: Progress against tqdm."""
     prog = result["progress"]
     rows = prog["rows"]
     table = Table(
@@ -700,6 +716,9 @@ def print_report(result: dict[str, Any]) -> None:
         f"per {prog['calls']:,}-call execution"
     )
 
+
+def print_memory(result: dict[str, Any]) -> None:
+    """Section 3: memory of a finished execution."""
     mem = result["memory"]
     table = Table(
         title=f"3. Memory of one finished {mem['steps']}-step execution (record + event log)"
@@ -723,6 +742,9 @@ def print_report(result: dict[str, Any]) -> None:
         f"{'meets' if mem['meets_target'] else 'MISSES'} the 10 KiB target"
     )
 
+
+def print_short_chains(result: dict[str, Any]) -> None:
+    """Section 4: short chains against Hamilton."""
     short = result["short_chains"]["rows"]
     table = Table(title="4. Short chains: CPU per execution, fixed cost included")
     for col in ("steps", "peer", "per execution", "per step", "÷ Hamilton bare"):
@@ -748,6 +770,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="rounds, section 2")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     parser.add_argument("--out", type=Path, help="JSON file (default: benchmarks/results/)")
+    parser.add_argument(
+        "--only",
+        choices=("step_overhead", "progress", "memory", "short_chains"),
+        help="run one section",
+    )
     args = parser.parse_args()
     step_repeats, repeats, calls = (
         (5, 3, 100_000) if args.quick else (args.step_repeats, args.repeats, ADVANCE_CALLS)
@@ -759,14 +786,16 @@ def main() -> None:
         "repeats": repeats,
         "warmup": args.warmup,
     }
-    with console.status("1/4 per-step overhead"):
-        result["step_overhead"] = bench_step_overhead(step_repeats, args.warmup)
-    with console.status("2/4 progress vs tqdm"):
-        result["progress"] = bench_progress(calls, repeats, args.warmup)
-    with console.status("3/4 memory"):
-        result["memory"] = bench_memory()
-    with console.status("4/4 short chains"):
-        result["short_chains"] = bench_short_chains(repeats, args.warmup)
+    sections = {
+        "step_overhead": lambda: bench_step_overhead(step_repeats, args.warmup),
+        "progress": lambda: bench_progress(calls, repeats, args.warmup),
+        "memory": bench_memory,
+        "short_chains": lambda: bench_short_chains(repeats, args.warmup),
+    }
+    for number, (key, bench) in enumerate(sections.items(), 1):
+        if args.only in (None, key):
+            with console.status(f"{number}/{len(sections)} {key}"):
+                result[key] = bench()
     result["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     print_report(result)
 

@@ -132,7 +132,7 @@ async def alone(rounds: int) -> dict[str, list[float]]:
     async def hop() -> None:
         await anyio.to_thread.run_sync(int)
 
-    parts = {"create": create, "get": get, "id": ids, "hop": hop}
+    parts = {"create": create, "get": get, "id": ids, "bare hop": hop}
     samples: dict[str, list[float]] = {name: [] for name in parts}
     for round_no in range(rounds + 1):
         for name, part in parts.items():
@@ -176,7 +176,7 @@ def main() -> None:
     table.add_row("  reading the finished record back (engine.get)", f"{get:.1f}")
     rest = full - accounted - median["create"] - get
     table.add_row("  the rest: started/step/finished events, hooks, cancel scope", f"{rest:.1f}")
-    table.add_row("bare anyio.to_thread.run_sync(int), for reference", f"{median['hop']:.1f}")
+    table.add_row("bare anyio.to_thread.run_sync(int), for reference", f"{median['bare hop']:.1f}")
     Console(width=140).print(table)
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"profile_run-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
