@@ -95,7 +95,7 @@ def main() -> None:
     runs = {**PEERS, **commands(PYTHON)}
     other = ""
     if args.compare:
-        other = f" [{Path(args.compare).parents[2].name}]"  # the other checkout's name
+        other = f" ({Path(args.compare).parents[2].name})"  # the other checkout's name
         runs.update(commands(args.compare, other))
     load_before = os.getloadavg()[0]
     rows = bench(runs, 5 if args.quick else 15)
