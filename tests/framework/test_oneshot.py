@@ -74,3 +74,29 @@ def test_a_sync_step_may_call_pipeline_run() -> None:
         return inner.run(n=n)
 
     assert outer.run(n=3) == (8, "none")
+
+
+def test_more_callers_than_anyios_default_thread_limit_run_their_sync_steps_at_once() -> None:
+    callers = 48  # anyio lets 40 threads run sync code at once by default
+    everyone_in = threading.Barrier(callers)
+    p = Pipeline("meet")
+
+    @p.step
+    def meet(n: int) -> int:
+        everyone_in.wait(timeout=30)  # only there so a regression fails instead of hanging
+        return n
+
+    results: dict[int, object] = {}
+
+    def call(n: int) -> None:
+        try:
+            results[n] = p.run(n=n)
+        except Exception as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {n: n for n in range(callers)}

@@ -3,8 +3,9 @@
 A new event loop, plugin manager and engine per call cost ten times the
 execution itself, so every `Pipeline.run` of a process shares one engine
 running on one event loop in a daemon thread, made on the first call. Calls from
-several threads run side by side there; each waits for its own execution, and
-its record is forgotten once it has finished.
+several threads run side by side there, as many sync steps at once as there are
+callers; each waits for its own execution, and its record is forgotten once it
+has finished.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import math
 import os
 import threading
 from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
 
 from ..errors import StepFailedError
 from ..plugins import make_plugin_manager
@@ -45,6 +49,8 @@ class _Host:
         """Run the loop forever under one root task, so anyio keeps its worker threads."""
 
         async def forever() -> None:
+            # Each caller waits in a thread of its own: its sync steps never wait for others'.
+            anyio.to_thread.current_default_thread_limiter().total_tokens = math.inf
             ready.set()
             await asyncio.Event().wait()
 
