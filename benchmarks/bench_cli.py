@@ -2,6 +2,7 @@
 
 Run:  uv run python benchmarks/bench_cli.py            (about a minute)
       uv run python benchmarks/bench_cli.py --quick
+      uv run python benchmarks/bench_cli.py --steps 5000   (the issue's first measure)
 
 The CPU time of a whole `stepstream run` process (console bars drawn as in a
 terminal, FORCE_COLOR) running a chain of N trivial sync steps, minus that of a
@@ -13,12 +14,14 @@ CLI, start-up excluded. The peer is the same chain run in process by `engine.run
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from time import process_time
 from typing import Any
@@ -29,8 +32,9 @@ from rich.table import Table
 
 from stepstream import Engine, Pipeline
 
-LONG, SHORT = 5_000, 10
+LONG, SHORT = 50_000, 10  # long enough that start-up noise is a small share per step
 TARGET_US = 6.0
+RESULTS_DIR = Path(__file__).parent / "results"
 PIPELINES = """
 from stepstream import Pipeline
 
@@ -82,14 +86,14 @@ def chain(n: int) -> Pipeline:
     return namespace["long"]
 
 
-def bench(rounds: int) -> dict[str, Any]:
+def bench(rounds: int, long: int) -> dict[str, Any]:
     """Per-step CPU of `stepstream run` and of `engine.run`, per round."""
     with tempfile.TemporaryDirectory(prefix="bench_cli-") as tmp:
         target = Path(tmp) / "chains.py"
-        target.write_text(f"LONG, SHORT = {LONG}, {SHORT}\n" + PIPELINES)
+        target.write_text(f"LONG, SHORT = {long}, {SHORT}\n" + PIPELINES)
         env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "120"}
         command = [str(Path(sys.executable).parent / "stepstream"), "run"]
-        long_pipeline, short_pipeline = chain(LONG), chain(SHORT)
+        long_pipeline, short_pipeline = chain(long), chain(SHORT)
         cli, core = [], []
         for round_no in range(rounds):
             runs = ["cli", "core"] if round_no % 2 == 0 else ["core", "cli"]
@@ -97,11 +101,11 @@ def bench(rounds: int) -> dict[str, Any]:
                 if kind == "cli":
                     long_cpu = child_cpu([*command, f"{target}:long", "-i", "x=0"], env)
                     short_cpu = child_cpu([*command, f"{target}:short", "-i", "x=0"], env)
-                    cli.append((long_cpu - short_cpu) / (LONG - SHORT) * 1e6)
+                    cli.append((long_cpu - short_cpu) / (long - SHORT) * 1e6)
                 else:
                     long_cpu = in_process_cpu(long_pipeline)
                     short_cpu = in_process_cpu(short_pipeline)
-                    core.append((long_cpu - short_cpu) / (LONG - SHORT) * 1e6)
+                    core.append((long_cpu - short_cpu) / (long - SHORT) * 1e6)
     return {"cli": cli, "core": core}
 
 
@@ -114,12 +118,13 @@ def spread(values: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--steps", type=int, default=LONG, help="steps of the long chain")
     args = parser.parse_args()
     load = os.getloadavg()
-    result = bench(3 if args.quick else 7)
+    result = bench(3 if args.quick else 7, args.steps)
     cli, core = statistics.median(result["cli"]), statistics.median(result["core"])
     table = Table(
-        title=f"CPU per step, {LONG:,}-step chain minus {SHORT}; {len(result['cli'])} "
+        title=f"CPU per step, {args.steps:,}-step chain minus {SHORT}; {len(result['cli'])} "
         f"alternating rounds; load before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}"
     )
     for col in ("run by", "µs per step (median, spread)", "÷ engine.run", "goal"):
@@ -137,6 +142,11 @@ def main() -> None:
         "",
     )
     Console().print(table)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = RESULTS_DIR / f"bench_cli-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    summary = {"steps": args.steps, "load_before": load[0], "load_after": os.getloadavg()[0]}
+    out.write_text(json.dumps({**summary, "us_per_step": result}, indent=2) + "\n")
+    print(f"JSON: {out}")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 
 Run:  uv run python benchmarks/bench_core.py
 With Hamilton as a peer:  uv run --with apache-hamilton python benchmarks/bench_core.py
-Options: --quick (fewer repeats, for a smoke check), --out PATH (JSON file).
+Options: --quick (fewer repeats, for a smoke check), --out PATH (JSON file),
+--only SECTION (e.g. short_chains: the fixed cost of chains of 1, 10, 100 steps).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import hashlib
 import io
@@ -461,6 +463,82 @@ def bench_memory() -> dict[str, Any]:
     return anyio.run(main)
 
 
+# -- 4. short chains: the fixed cost of one execution -------------------------------
+
+
+SHORT_CHAINS = (1, 10, 100)
+SHORT_CALLS = {1: 400, 10: 200, 100: 40}  # executions per sample
+
+
+def hamilton_driver(n: int) -> Callable[[], Any] | None:
+    """One bare Hamilton execution of the n-node chain, or None without Hamilton."""
+    try:
+        from hamilton import base, driver
+    except ImportError:
+        return None
+    dr = driver.Builder().with_modules(hamilton_module(n)).with_adapters(base.DictResult()).build()
+    final = f"s{n - 1}"
+    return lambda: dr.execute([final], inputs={"x": 0})
+
+
+def bench_short_chains(repeats: int, warmup: int) -> dict[str, Any]:
+    """Chains of 1, 10 and 100 steps: CPU per execution, fixed cost included, vs Hamilton.
+
+    `engine.run` runs on one event loop kept for the whole benchmark; `Pipeline.run`
+    is called from plain code, as a script would. Every peer of every length takes
+    one sample per round, rounds alternating the order.
+    """
+    loop = asyncio.Runner()
+    engine = Engine(load_entrypoints=False)
+    peers: dict[str, Callable[[], None]] = {}
+    for n in SHORT_CHAINS:
+        pipeline, calls = make_pipeline(make_step_functions(n)), SHORT_CALLS[n]
+
+        async def engine_runs(pipeline: Pipeline = pipeline, calls: int = calls) -> None:
+            for _ in range(calls):
+                await engine.run(pipeline, {"x": 0})
+
+        def pipeline_runs(pipeline: Pipeline = pipeline, calls: int = calls) -> None:
+            for _ in range(calls):
+                pipeline.run(x=0)
+
+        peers[f"engine.run/{n}"] = lambda runs=engine_runs: loop.run(runs())
+        peers[f"Pipeline.run/{n}"] = pipeline_runs
+        hamilton = hamilton_driver(n)
+        if hamilton is not None:
+
+            def hamilton_runs(execute: Callable[[], Any] = hamilton, calls: int = calls) -> None:
+                for _ in range(calls):
+                    execute()
+
+            peers[f"hamilton/{n}"] = hamilton_runs
+    samples: dict[str, list[float]] = {name: [] for name in peers}
+    names = list(peers)
+    for round_no in range(warmup + repeats):
+        for name in names if round_no % 2 == 0 else list(reversed(names)):
+            gc.collect()
+            began = process_time()
+            peers[name]()
+            spent = process_time() - began
+            if round_no >= warmup:
+                samples[name].append(spent / SHORT_CALLS[int(name.split("/")[1])] * 1e6)
+    loop.close()
+    rows: dict[str, Any] = {}
+    for n in SHORT_CHAINS:
+        row: dict[str, Any] = {}
+        for peer in ("engine.run", "Pipeline.run", "hamilton"):
+            if f"{peer}/{n}" in samples:
+                row[peer] = {"cpu_us_per_execution": summary(samples[f"{peer}/{n}"])}
+        if "hamilton" in row:
+            hamilton_us = row["hamilton"]["cpu_us_per_execution"]["median"]
+            for peer in ("engine.run", "Pipeline.run"):
+                row[peer]["ratio_to_hamilton"] = (
+                    row[peer]["cpu_us_per_execution"]["median"] / hamilton_us
+                )
+        rows[str(n)] = row
+    return {"calls": SHORT_CALLS, "rows": rows}
+
+
 # -- reporting --------------------------------------------------------------------
 
 
@@ -515,7 +593,7 @@ def fmt(stats: dict[str, Any], unit: str, digits: int = 2) -> str:
 
 
 def print_report(result: dict[str, Any]) -> None:
-    """Three readable tables on stdout."""
+    """A readable table per section run."""
     info = result["machine"]
     console.print(
         f"[bold]stepstream core benchmarks[/] {info['date']} · {info['cpu']} · "
@@ -532,6 +610,18 @@ def print_report(result: dict[str, Any]) -> None:
             f"{result['load_average_1min_at_end']} on {info['cores']} cores): wall-clock "
             "figures of threaded code inflate first; compare the CPU columns and the ratios[/]"
         )
+    for key, show in (
+        ("step_overhead", print_steps),
+        ("progress", print_progress),
+        ("memory", print_memory),
+        ("short_chains", print_short_chains),
+    ):
+        if key in result:
+            show(result)
+
+
+def print_steps(result: dict[str, Any]) -> None:
+    """Section 1: per-step overhead against its peers."""
     steps = result["step_overhead"]
     rows = steps["rows"]
     table = Table(title=f"1. Per-step overhead, {steps['steps']}-step sync chain vs plain loop")
@@ -590,6 +680,9 @@ def print_report(result: dict[str, Any]) -> None:
     if steps["hamilton_skipped"]:
         console.print(f"[yellow]{steps['hamilton_skipped']}[/]")
 
+
+def print_progress(result: dict[str, Any]) -> None:
+    """Section 2: Progress against tqdm."""
     prog = result["progress"]
     rows = prog["rows"]
     table = Table(
@@ -623,6 +716,9 @@ def print_report(result: dict[str, Any]) -> None:
         f"per {prog['calls']:,}-call execution"
     )
 
+
+def print_memory(result: dict[str, Any]) -> None:
+    """Section 3: memory of a finished execution."""
     mem = result["memory"]
     table = Table(
         title=f"3. Memory of one finished {mem['steps']}-step execution (record + event log)"
@@ -647,6 +743,26 @@ def print_report(result: dict[str, Any]) -> None:
     )
 
 
+def print_short_chains(result: dict[str, Any]) -> None:
+    """Section 4: short chains against Hamilton."""
+    short = result["short_chains"]["rows"]
+    table = Table(title="4. Short chains: CPU per execution, fixed cost included")
+    for col in ("steps", "peer", "per execution", "per step", "÷ Hamilton bare"):
+        table.add_column(col, justify="left" if col == "peer" else "right")
+    for n, row in short.items():
+        for peer, stats in row.items():
+            cpu = stats["cpu_us_per_execution"]
+            ratio = stats.get("ratio_to_hamilton")
+            table.add_row(
+                n,
+                "Hamilton bare" if peer == "hamilton" else peer,
+                fmt(cpu, "µs", 1),
+                f"{cpu['median'] / int(n):.1f} µs",
+                "-" if ratio is None else f"{ratio:.2f}",
+            )
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few repeats, 100k calls")
@@ -654,6 +770,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="rounds, section 2")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     parser.add_argument("--out", type=Path, help="JSON file (default: benchmarks/results/)")
+    parser.add_argument(
+        "--only",
+        choices=("step_overhead", "progress", "memory", "short_chains"),
+        help="run one section",
+    )
     args = parser.parse_args()
     step_repeats, repeats, calls = (
         (5, 3, 100_000) if args.quick else (args.step_repeats, args.repeats, ADVANCE_CALLS)
@@ -665,12 +786,16 @@ def main() -> None:
         "repeats": repeats,
         "warmup": args.warmup,
     }
-    with console.status("1/3 per-step overhead"):
-        result["step_overhead"] = bench_step_overhead(step_repeats, args.warmup)
-    with console.status("2/3 progress vs tqdm"):
-        result["progress"] = bench_progress(calls, repeats, args.warmup)
-    with console.status("3/3 memory"):
-        result["memory"] = bench_memory()
+    sections = {
+        "step_overhead": lambda: bench_step_overhead(step_repeats, args.warmup),
+        "progress": lambda: bench_progress(calls, repeats, args.warmup),
+        "memory": bench_memory,
+        "short_chains": lambda: bench_short_chains(repeats, args.warmup),
+    }
+    for number, (key, bench) in enumerate(sections.items(), 1):
+        if args.only in (None, key):
+            with console.status(f"{number}/{len(sections)} {key}"):
+                result[key] = bench()
     result["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     print_report(result)
 

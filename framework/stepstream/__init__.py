@@ -1,60 +1,69 @@
 """stepstream: pipelines of decorated steps whose progress you can watch.
 
 What pipeline authors, users of the engine and plugin authors need is here;
-everything else is internal.
+everything else is internal. Each name is imported on first use, so a worker
+that only declares pipelines never pays for the engine, and `import stepstream`
+costs next to nothing.
 """
 
-from .authoring.pipeline import InputField, Pipeline, Step
-from .authoring.progress import DEFAULT_INTERVAL as DEFAULT_PROGRESS_INTERVAL
-from .authoring.progress import Progress
-from .errors import (
-    Cancelled,
-    ExecutionElsewhere,
-    ExecutionFinished,
-    InputError,
-    PipelineDefinitionError,
-    PipelineTimeout,
-    PluginConflict,
-    ServerUnavailable,
-    StepFailedError,
-    StepstreamError,
-    StepTimeout,
-    StoreError,
-    SubscriptionOverflow,
-    UnknownExecution,
-    UnknownPipeline,
-)
-from .hookspecs import hookimpl, hookspec
-from .model.events import (
-    AnyEvent,
-    CancelledEvent,
-    CompletedEvent,
-    Envelope,
-    ErrorEvent,
-    ErrorInfo,
-    Event,
-    ExecutionRecord,
-    FailedEvent,
-    LogEvent,
-    LogLine,
-    Origin,
-    ProgressEvent,
-    ProgressSnapshot,
-    StartedEvent,
-    Status,
-    StatusEvent,
-    StepState,
-    decode_event,
-    encode,
-)
-from .model.fold import apply_event, status_of
-from .model.values import DEFAULT_MAX_OUTPUT_BYTES
-from .plugins import PluginManager, make_plugin_manager
-from .runtime.engine import DEFAULT_LOG_LINES, Engine
-from .runtime.jobs import DEFAULT_GRACE as DEFAULT_CANCEL_GRACE
-from .stores import ExecutionStore
-from .tracking.recorder import Receipt
-from .tracking.subscriptions import Subscription
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .authoring.pipeline import InputField, Pipeline, Step
+    from .authoring.progress import DEFAULT_INTERVAL as DEFAULT_PROGRESS_INTERVAL
+    from .authoring.progress import Progress
+    from .client import AsyncClient, Client
+    from .errors import (
+        Cancelled,
+        ExecutionElsewhere,
+        ExecutionFinished,
+        InputError,
+        PipelineDefinitionError,
+        PipelineTimeout,
+        PluginConflict,
+        ServerUnavailable,
+        StepFailedError,
+        StepstreamError,
+        StepTimeout,
+        StoreError,
+        SubscriptionOverflow,
+        UnknownExecution,
+        UnknownPipeline,
+    )
+    from .hookspecs import hookimpl, hookspec
+    from .model.events import (
+        AnyEvent,
+        CancelledEvent,
+        CompletedEvent,
+        Envelope,
+        ErrorEvent,
+        ErrorInfo,
+        Event,
+        ExecutionRecord,
+        FailedEvent,
+        LogEvent,
+        LogLine,
+        Origin,
+        ProgressEvent,
+        ProgressSnapshot,
+        StartedEvent,
+        Status,
+        StatusEvent,
+        StepState,
+        decode_event,
+        encode,
+    )
+    from .model.fold import apply_event, status_of
+    from .model.values import DEFAULT_MAX_OUTPUT_BYTES
+    from .plugins import PluginManager, make_plugin_manager
+    from .runtime.engine import DEFAULT_LOG_LINES, Engine
+    from .runtime.jobs import DEFAULT_GRACE as DEFAULT_CANCEL_GRACE
+    from .stores import ExecutionStore
+    from .tracking.recorder import Receipt
+    from .tracking.subscriptions import Subscription
 
 __all__ = [
     "DEFAULT_CANCEL_GRACE",
@@ -114,14 +123,83 @@ __all__ = [
     "status_of",
 ]
 
-_CLIENTS = ("AsyncClient", "Client")
+# Where each public name lives; `__getattr__` imports it from there on first use.
+_HOMES = {
+    "AsyncClient": ("client", "AsyncClient"),
+    "Client": ("client", "Client"),
+    "DEFAULT_CANCEL_GRACE": ("runtime.jobs", "DEFAULT_GRACE"),
+    "DEFAULT_LOG_LINES": ("runtime.engine", "DEFAULT_LOG_LINES"),
+    "DEFAULT_MAX_OUTPUT_BYTES": ("model.values", "DEFAULT_MAX_OUTPUT_BYTES"),
+    "DEFAULT_PROGRESS_INTERVAL": ("authoring.progress", "DEFAULT_INTERVAL"),
+    "Engine": ("runtime.engine", "Engine"),
+    "ExecutionStore": ("stores", "ExecutionStore"),
+    "InputField": ("authoring.pipeline", "InputField"),
+    "Pipeline": ("authoring.pipeline", "Pipeline"),
+    "PluginManager": ("plugins", "PluginManager"),
+    "Progress": ("authoring.progress", "Progress"),
+    "Receipt": ("tracking.recorder", "Receipt"),
+    "Step": ("authoring.pipeline", "Step"),
+    "Subscription": ("tracking.subscriptions", "Subscription"),
+    "apply_event": ("model.fold", "apply_event"),
+    "hookimpl": ("hookspecs", "hookimpl"),
+    "hookspec": ("hookspecs", "hookspec"),
+    "make_plugin_manager": ("plugins", "make_plugin_manager"),
+    "status_of": ("model.fold", "status_of"),
+}
+_ERRORS = (
+    "Cancelled",
+    "ExecutionElsewhere",
+    "ExecutionFinished",
+    "InputError",
+    "PipelineDefinitionError",
+    "PipelineTimeout",
+    "PluginConflict",
+    "ServerUnavailable",
+    "StepFailedError",
+    "StepstreamError",
+    "StepTimeout",
+    "StoreError",
+    "SubscriptionOverflow",
+    "UnknownExecution",
+    "UnknownPipeline",
+)
+_EVENTS = (
+    "AnyEvent",
+    "CancelledEvent",
+    "CompletedEvent",
+    "Envelope",
+    "ErrorEvent",
+    "ErrorInfo",
+    "Event",
+    "ExecutionRecord",
+    "FailedEvent",
+    "LogEvent",
+    "LogLine",
+    "Origin",
+    "ProgressEvent",
+    "ProgressSnapshot",
+    "StartedEvent",
+    "Status",
+    "StatusEvent",
+    "StepState",
+    "decode_event",
+    "encode",
+)
+_HOMES.update({name: ("errors", name) for name in _ERRORS})
+_HOMES.update({name: ("model.events", name) for name in _EVENTS})
 
 
 def __getattr__(name: str) -> object:
-    """`stepstream.Client` and `stepstream.AsyncClient`, imported on first use: the client
-    brings httpx, which running pipelines never needs."""
-    if name in _CLIENTS:
-        from . import client
+    """A public name, imported from its module on first use and kept here after."""
+    try:
+        module, attribute = _HOMES[name]
+    except KeyError:
+        raise AttributeError(f"module 'stepstream' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+    globals()[name] = value
+    return value
 
-        return getattr(client, name)
-    raise AttributeError(f"module 'stepstream' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    """The public names, imported or not."""
+    return sorted(set(globals()) | set(__all__))

@@ -12,13 +12,15 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pluggy
 
 from . import hookspecs
 from .errors import PluginConflict
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 ENTRY_POINT_GROUP = "stepstream"
 LOAD_PLUGINS_ENV = "STEPSTREAM_LOAD_PLUGINS"
@@ -218,6 +220,8 @@ class PluginManager(pluggy.PluginManager):
         names (entry-point or distribution names, comma separated; empty for
         none). A plugin that fails to load is logged and skipped.
         """
+        from importlib.metadata import entry_points  # 15 ms, for the engines that load plugins
+
         selection = os.environ.get(LOAD_PLUGINS_ENV)
         wanted = (
             None

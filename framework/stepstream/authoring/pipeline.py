@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import inspect
 import math
@@ -448,9 +447,11 @@ class Pipeline:
         return self._input_schema
 
     def run(self, **inputs: Any) -> Any:
-        """Run the pipeline to completion in a fresh event loop and return its outputs."""
+        """Run the pipeline to completion and return its outputs (see `runtime.oneshot`)."""
         # The one upward import, made when called: running needs the runtime, and the
         # runtime knows pipelines only through their interface, never this module.
+        import asyncio
+
         from ..runtime.oneshot import run_pipeline
 
         try:
@@ -458,7 +459,7 @@ class Pipeline:
         except RuntimeError:
             return run_pipeline(self, inputs)
         raise RuntimeError(
-            f"{self.name}.run() starts its own event loop, and one is already running here; "
+            f"{self.name}.run() blocks until the pipeline ends, and an event loop runs here; "
             f"in async code use `record = await stepstream.Engine().run({self.name}, inputs)`"
         )
 

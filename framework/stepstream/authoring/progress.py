@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import Cancelled
 from ..model.values import MAX_MESSAGE_CHARS, clean_text
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 
@@ -64,6 +66,8 @@ class Throttle:
 
     def keep_fresh(self) -> Callable[[], None]:
         """Poke once per interval from the running event loop; returns what stops it."""
+        import asyncio  # here: declaring a pipeline, which imports this module, needs no loop
+
         loop = asyncio.get_running_loop()
         period = max(self.interval, MIN_POKE_PERIOD)
         handle: asyncio.TimerHandle

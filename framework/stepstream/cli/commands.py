@@ -1,4 +1,8 @@
-"""Built-in sub-commands, registered like any plugin's: `stepstream run`, `stepstream plugins`."""
+"""Built-in sub-commands, registered like any plugin's: `stepstream run`, `stepstream plugins`.
+
+What a command needs only once it runs (the engine, rich, anyio) is imported
+inside it, so every `stepstream` command, and `--help`, starts without them.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,17 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import click
-from rich.console import Console
 
 from ..errors import InputError, PipelineDefinitionError
 from ..hookspecs import hookimpl
-from ..runtime.engine import Engine
-from ..runtime.jobs import DEFAULT_GRACE
-from ..transports.publisher import publishing
-from .console import ConsoleReporter, tries
-from .loader import LoadError, load_pipeline
-from .options import UrlList, exit_leaving_abandoned_threads, open_transports
-from .signals import EXIT_INTERRUPTED, cancel_on_interrupt
+from .options import UrlList
 
 if TYPE_CHECKING:
     from ..plugins import PluginManager
 
 EXIT_FAILED = 1
+DEFAULT_CANCEL_GRACE = 30.0  # stepstream.DEFAULT_CANCEL_GRACE, without importing the runtime
 
 
 class InvalidInputs(click.ClickException):
@@ -91,7 +88,7 @@ def _parse_inputs(pairs: tuple[str, ...], inputs_json: str | None) -> dict[str, 
 @click.option(
     "--cancel-grace",
     type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_GRACE,
+    default=DEFAULT_CANCEL_GRACE,
     show_default=True,
     envvar="STEPSTREAM_CANCEL_GRACE",
     metavar="SECONDS",
@@ -128,6 +125,16 @@ def run(
     publish_timeout: float,
 ) -> None:
     """Run a pipeline: TARGET is FILE.py:pipeline or module:pipeline."""
+    import anyio
+    from rich.console import Console
+
+    from ..runtime.engine import Engine
+    from ..transports.publisher import publishing
+    from .console import ConsoleReporter, tries
+    from .loader import LoadError, load_pipeline
+    from .options import exit_leaving_abandoned_threads, open_transports
+    from .signals import EXIT_INTERRUPTED, cancel_on_interrupt
+
     try:
         pipeline = load_pipeline(target)
         inputs = _parse_inputs(pairs, inputs_json)
@@ -199,6 +206,8 @@ def run(
 @click.pass_obj
 def list_plugins(plugins: PluginManager) -> None:
     """List registered plugins, where each came from and the hooks each implements."""
+    from rich.console import Console
+
     console = Console()
     for name, plugin in sorted(plugins.list_name_plugin(), key=lambda item: str(item[0])):
         if plugin is None:

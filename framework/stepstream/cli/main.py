@@ -7,7 +7,6 @@ import logging
 import click
 
 from ..plugins import PluginManager, make_plugin_manager
-from ..tracking import logs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,6 +15,8 @@ from ..tracking import logs
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
     """Run pipelines and watch their progress."""
+    from ..tracking import logs  # here: `stepstream --help` needs no event loop
+
     # The root logger lets INFO through, so a step's `logger.info(...)` is captured with
     # its execution; the console handler shows warnings only, unless -v.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -7,14 +7,15 @@ import sys
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
 from ..errors import PluginConflict
-from ..transports import Transport, TransportError, open_transport
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ..plugins import PluginManager
     from ..runtime.engine import Engine
+    from ..transports import Transport
 
 
 class UsageProblem(click.ClickException):
@@ -40,6 +41,8 @@ class UrlList(click.ParamType):
 
 def open_transports(plugins: PluginManager, urls: tuple[str, ...]) -> list[Transport]:
     """The transports the URLs name; a bad one is a one-line usage error (exit 2)."""
+    from ..transports import TransportError, open_transport
+
     try:
         schemes = plugins.transport_schemes()
         return [open_transport(url, schemes) for url in urls]

@@ -5,7 +5,8 @@ They find the server with `--url` (or STEPSTREAM_URL) and read its token from
 STEPSTREAM_TOKEN or `--token-file`, never from the command line, where other
 users of the machine could read it. Anything the server cannot do, or a server
 that is not there, is one line on stderr and exit code 2. The client, and with
-it httpx, is imported only when one of these commands runs.
+it httpx, is imported only when one of these commands runs; so is what only
+some of them need (anyio, the console's bars, the loader).
 """
 
 from __future__ import annotations
@@ -20,22 +21,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import click
-import msgspec
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from ..errors import PipelineDefinitionError, ServerUnavailable, StepstreamError
 from ..hookspecs import hookimpl
-from ..model.events import FINISHED, ExecutionRecord, Status, encode
 from .commands import _parse_inputs
-from .console import tries
-from .loader import LoadError, load_pipelines
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ..client import Client, LogPage, PipelineInfo
+    from ..model.events import ExecutionRecord, Status
 
 DEFAULT_URL = "http://127.0.0.1:8000"  # stepstream.client.DEFAULT_URL, without importing httpx
 URL_ENV = "STEPSTREAM_URL"
@@ -43,6 +39,20 @@ TOKEN_ENV = "STEPSTREAM_TOKEN"
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 FOLLOW_INTERVAL = 0.5  # seconds between two reads of the logs with `logs --follow`
 COLOURS = {"completed": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
+
+
+def _console(**options: Any) -> Console:
+    """A rich console: rich loads when a command prints, not for `stepstream --help`."""
+    from rich.console import Console
+
+    return Console(**options)
+
+
+def _escape(text: str) -> str:
+    """Text shown as it is, not read as rich markup."""
+    from rich.markup import escape
+
+    return escape(text)
 
 
 class ServerProblem(click.ClickException):
@@ -114,10 +124,12 @@ def _watch(
     url: str, token_file: Path | None, ids: list[str] | None, *, print_outputs: bool = False
 ) -> int:
     """Draw the executions until they end; the exit code of `watch`."""
+    import anyio
+
     from ..client import AsyncClient
     from .watching import watch_executions
 
-    console = Console(stderr=True)
+    console = _console(stderr=True)
 
     async def main() -> int:
         async with AsyncClient(url, _token(token_file)) as client:
@@ -237,7 +249,7 @@ def _percent(record: ExecutionRecord) -> str:
 def _table_console() -> Console:
     """stdout; piped with no COLUMNS, wide enough that rows are never cut (rich assumes 80)."""
     wide = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
-    return Console(width=200 if wide else None)
+    return _console(width=200 if wide else None)
 
 
 def _status_text(status: str) -> str:
@@ -256,6 +268,8 @@ def list_executions(
     status: Status | None, pipeline: str | None, limit: int, url: str, token_file: Path | None
 ) -> None:
     """List the server's executions, newest first."""
+    from rich.table import Table
+
     with _server(url, token_file) as client:
         page = client.list(status=status, pipeline=pipeline, limit=limit)
     console = _table_console()
@@ -272,9 +286,9 @@ def list_executions(
     for record in page.items:
         table.add_row(
             record.execution_id,
-            escape(record.pipeline),
+            _escape(record.pipeline),
             _status_text(record.status),
-            escape(_percent(record)),
+            _escape(_percent(record)),
             _when(record.created_at),
             _took(record),
         )
@@ -292,14 +306,20 @@ def show(
     execution_id: str, as_json: bool, show_traceback: bool, url: str, token_file: Path | None
 ) -> None:
     """Show an execution: status, progress, steps, error and outputs."""
+    import msgspec
+    from rich.table import Table
+
+    from ..model.events import encode
+    from .console import tries
+
     with _server(url, token_file) as client:
         record = client.get(execution_id)
     if as_json:
         click.echo(msgspec.json.format(encode(record), indent=2).decode())
         return
-    console = Console(highlight=False)
+    console = _console(highlight=False)
     console.print(
-        f"[bold]{record.execution_id}[/]  {escape(record.pipeline)}  {_status_text(record.status)}"
+        f"[bold]{record.execution_id}[/]  {_escape(record.pipeline)}  {_status_text(record.status)}"
     )
     facts = Table.grid(padding=(0, 2))
     facts.add_row("created", _when(record.created_at))
@@ -308,8 +328,8 @@ def show(
     if record.finished_at:
         facts.add_row("finished", f"{_when(record.finished_at)}  (took {_took(record)})")
     if record.progress:
-        facts.add_row("progress", escape(_progress_text(record)))
-    facts.add_row("inputs", escape(json.dumps(record.inputs, default=repr)))
+        facts.add_row("progress", _escape(_progress_text(record)))
+    facts.add_row("inputs", _escape(json.dumps(record.inputs, default=repr)))
     console.print(facts)
     steps = Table(box=None, header_style="bold", pad_edge=False)
     for name in ("#", "STEP", "STATUS", "TOOK", "ITEMS"):
@@ -318,7 +338,7 @@ def show(
         items = f"{step.items_done}/{step.items_total}" if step.items_done is not None else ""
         took = f"{step.duration_seconds:.1f}s" if step.duration_seconds is not None else ""
         steps.add_row(
-            str(step.index), escape(step.name), _status_text(step.status), took, items.rstrip("/")
+            str(step.index), _escape(step.name), _status_text(step.status), took, items.rstrip("/")
         )
     console.print(steps)
     if record.error is not None:
@@ -326,7 +346,7 @@ def show(
         if show_traceback and error.traceback:
             console.print(error.traceback, markup=False)
         console.print(
-            f"[red]step {error.step!r} failed:[/] {escape(error.type)}: {escape(error.message)}"
+            f"[red]step {error.step!r} failed:[/] {_escape(error.type)}: {_escape(error.message)}"
             f"{tries(error)}"
         )
     if record.status == "completed":
@@ -341,7 +361,7 @@ def cancel(execution_id: str, url: str, token_file: Path | None) -> None:
     """Cancel an execution: a pending one at once, a running one at its step's next checkpoint."""
     with _server(url, token_file) as client:
         record = client.cancel(execution_id)
-    if record.status in FINISHED:
+    if record.finished:
         click.echo(f"{execution_id} {record.status}")
     else:
         click.echo(f"{execution_id} cancelling ({record.status}: it stops at its next checkpoint)")
@@ -364,7 +384,7 @@ def logs(execution_id: str, follow: bool, url: str, token_file: Path | None) -> 
     from .signals import EXIT_INTERRUPTED
     from .watching import exit_code
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = _console(highlight=False, soft_wrap=True)
     with _server(url, token_file) as client:
         after = _print_lines(console, client.logs(execution_id))
         if not follow:
@@ -385,12 +405,13 @@ def _print_lines(console: Console, page: LogPage) -> int:
         when = line.at.astimezone().strftime("%H:%M:%S")
         parts = [when, line.step, line.level or (line.stream if line.stream != "log" else None)]
         prefix = " ".join(p for p in parts if p)
-        console.print(f"[dim]{escape(prefix)}[/] {escape(line.message)}")
+        console.print(f"[dim]{_escape(prefix)}[/] {_escape(line.message)}")
     return page.next_after
 
 
 def _described(target: str) -> list[PipelineInfo]:
     from ..client import PipelineInfo, StepInfo
+    from .loader import LoadError, load_pipelines
 
     try:
         pipelines = load_pipelines(target)
@@ -426,13 +447,13 @@ def list_pipelines(target: str | None, token_file: Path | None) -> None:
             pipelines = client.pipelines()
     else:
         pipelines = _described(target)
-    console = Console(highlight=False)
+    console = _console(highlight=False)
     for index, pipeline in enumerate(pipelines):
         if index:
             console.print()
-        about = f"  {escape(pipeline.description)}" if pipeline.description else ""
-        console.print(f"[bold]{escape(pipeline.name)}[/]{about}")
-        console.print(f"  steps: {escape(', '.join(s.name for s in pipeline.steps))}")
+        about = f"  {_escape(pipeline.description)}" if pipeline.description else ""
+        console.print(f"[bold]{_escape(pipeline.name)}[/]{about}")
+        console.print(f"  steps: {_escape(', '.join(s.name for s in pipeline.steps))}")
         if not pipeline.inputs:
             console.print("  inputs: none")
             continue
@@ -445,7 +466,7 @@ def list_pipelines(target: str | None, token_file: Path | None) -> None:
             for item in pipeline.inputs
         ]
         for line in _aligned(rows):
-            console.print(f"  {escape(line)}", soft_wrap=True)
+            console.print(f"  {_escape(line)}", soft_wrap=True)
 
 
 def _aligned(rows: list[tuple[str, ...]]) -> list[str]:

@@ -111,7 +111,7 @@ class Engine:
         if keep_log_lines < 1:
             raise ValueError(f"keep_log_lines must be at least 1, got {keep_log_lines}")
         self._runner = Runner(self.plugins.relay, keep_log_lines if capture_logs else None)
-        self._queue = ExecutionQueue(max_concurrent, self._load_history, self._run_queued)
+        self._queue = ExecutionQueue(max_concurrent, self._load_history, self.execute)
         self._jobs: dict[str, Job] = {}
         self._task_group: TaskGroup | None = None
         self._recovered = False
@@ -204,22 +204,23 @@ class Engine:
     ) -> ExecutionRecord:
         """Create an execution and run it here and now; returns the finished record."""
         job = self.create(pipeline, inputs)
-        try:
-            await self.execute(job)
-        finally:
-            self._jobs.pop(job.execution_id, None)
+        await self.execute(job)
         return self.get(job.execution_id)
 
     async def execute(self, job: Job) -> tuple[Status, ErrorInfo | None]:
-        """Run a created job here and now, unless it was cancelled while pending."""
-        await self._load_history(job)
-        if job.ended:
-            return "cancelled", None
+        """Run a created job here and now, unless it was cancelled while pending.
+
+        The engine lets go of the job once it has run: its record says the rest.
+        """
         try:
+            await self._load_history(job)
+            if job.ended:
+                return "cancelled", None
             return await self._runner.run(job)
         finally:
             if job.abandoned:
                 self.abandoned_threads += 1
+            self._jobs.pop(job.execution_id, None)
 
     def cancel(self, execution_id: str) -> ExecutionRecord:
         """Stop an execution: a pending one ends at once, a running one at its next checkpoint.
@@ -448,12 +449,6 @@ class Engine:
         while True:
             await anyio.sleep(min(silence / 4, 5.0))
             self.fail_silent(silence)
-
-    async def _run_queued(self, job: Job) -> None:
-        try:
-            await self.execute(job)
-        finally:
-            self._jobs.pop(job.execution_id, None)
 
     async def _load_history(self, job: Job) -> None:
         """Read the pipeline's step history (for the ETA) once, off the event loop."""

@@ -115,7 +115,7 @@ class Runner:
         """Fire `execution_finished` once the store keeps the ending (waiting at most
         KEEP_WAIT seconds, also while shutting down), so a plugin reading the engine sees it."""
         kept = job.live.kept
-        if kept is not None:
+        if kept is not None and not kept.done():
             with anyio.move_on_after(KEEP_WAIT, shield=True):
                 await asyncio.shield(kept)
         self.announce_now(job, record, status, error)

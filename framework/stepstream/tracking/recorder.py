@@ -162,14 +162,19 @@ class LiveExecution:
     def _publish_once_kept(self, event: Event) -> None:
         loop = _running_loop()
         kept = self.kept = loop.create_future() if loop is not None else None
+        here = threading.get_ident()
 
         def publish() -> None:  # on the store's writer thread, or here if already kept
             if self.channel.followed:
                 self._publish(event)
             self._recorder.retire(self)
-            if kept is not None:
-                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
-                    loop.call_soon_threadsafe(_resolve, kept)
+            if kept is None:
+                return
+            if threading.get_ident() == here:  # kept at once: no wake-up of the loop needed
+                _resolve(kept)
+                return
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(_resolve, kept)
 
         self._recorder.store.on_kept(publish)
 
