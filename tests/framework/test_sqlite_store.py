@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -23,17 +25,21 @@ import pytest
 from stepstream import Engine, ErrorInfo, Pipeline, Progress, StoreError, make_plugin_manager
 from stepstream.cli.loader import load_pipeline
 from stepstream.model.events import (
+    AnyEvent,
     CancelledEvent,
     CompletedEvent,
     Event,
     ExecutionRecord,
     FailedEvent,
+    LogLine,
     ProgressEvent,
     ProgressSnapshot,
     StartedEvent,
     StatusEvent,
     StepState,
+    encode,
 )
+from stepstream.model.fold import apply_event, status_of
 from stepstream.stores import ExecutionStore, open_store
 from stepstream.stores.memory import MemoryStore
 from stepstream.stores.sqlite import SCHEMA_VERSION, SqliteStore, chunk_decoder
@@ -1138,14 +1144,8 @@ PRAGMA user_version = 1;
 def test_a_store_written_by_the_first_schema_is_migrated_and_keeps_its_executions(
     db: Path, opened: Callable[..., SqliteStore]
 ) -> None:
-    old = Engine(store=opened(db.with_name("old.db")), load_entrypoints=False)
-    record = new_record(old, _shapes(), {"path": "a", "sizes": [1]})
-    old.store.close()
-    row = (
-        sqlite3.connect(db.with_name("old.db"))
-        .execute("SELECT execution_id, pipeline, status, finished_at, record FROM executions")
-        .fetchone()
-    )
+    record = new_record(Engine(load_entrypoints=False), _shapes(), {"path": "a", "sizes": [1]})
+    row = (record.execution_id, record.pipeline, record.status, None, encode(record))
     conn = sqlite3.connect(db)
     conn.executescript(VERSION_1)
     conn.execute("INSERT INTO executions VALUES (?, ?, ?, ?, ?)", row)
@@ -1234,3 +1234,120 @@ async def test_nobody_hears_of_an_ending_before_it_is_written(db: Path) -> None:
     reopened = SqliteStore(db)
     assert reopened.get(execution_id).status == "completed"  # type: ignore[union-attr]
     reopened.close()
+
+
+DATA = Path(__file__).parent / "data"
+
+
+class _Expected(msgspec.Struct):
+    """What the schema-3 store read back from `data/store-v3.db` before it was closed."""
+
+    records: dict[str, ExecutionRecord]
+    events: dict[str, list[AnyEvent]]
+    logs: dict[str, list[LogLine]]
+    newest_first: list[str] = msgspec.field(name="list")
+
+
+def test_a_store_written_by_schema_3_is_migrated_and_reads_back_identically(
+    db: Path, opened: Callable[..., SqliteStore]
+) -> None:
+    # store-v3.db was written by the schema-3 store (commit 32aa221): a completed run, a keyed
+    # pending one, a failed, a running (with log lines) and a cancelled execution.
+    shutil.copy(DATA / "store-v3.db", db)
+    expected = msgspec.json.decode((DATA / "store-v3.json").read_bytes(), type=_Expected)
+    store = opened()
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    for execution_id, record in expected.records.items():
+        assert store.get(execution_id) == record
+        assert store.events(execution_id) == expected.events[execution_id]
+        assert store.logs(execution_id) == expected.logs[execution_id]
+    assert [r.execution_id for r in store.list()] == expected.newest_first
+    assert store.by_idempotency_key("order-7") == expected.records[expected.newest_first[3]]
+    running = store.unfinished()[-1]
+    assert running.status == "running"
+    engine = Engine(store=store, load_entrypoints=False)
+    finished_at = running.started_at + timedelta(seconds=5)  # type: ignore[operator]
+    engine.ingest(CancelledEvent(execution_id=running.execution_id, seq=5, finished_at=finished_at))
+    store.close()
+    reopened = opened()
+    kept = reopened.get(running.execution_id)
+    assert kept.status == "cancelled" and kept.steps[0].status == "cancelled"
+    completed = expected.records[expected.newest_first[-1]]
+    assert reopened.step_durations("shapes") == {
+        s.name: [s.duration_seconds] for s in completed.steps
+    }
+
+
+def _wide_record(steps: int) -> ExecutionRecord:
+    """A new pending execution of `steps` steps, as the recorder creates one."""
+    return ExecutionRecord(
+        execution_id=f"exec_wide_{steps:08d}",
+        pipeline="wide",
+        status="pending",
+        progress=None,
+        inputs={"n": steps},
+        created_at=_now(),
+        steps=[
+            StepState(name=f"s{i}", index=i, status="pending", weight=1.0) for i in range(steps)
+        ],
+    )
+
+
+def test_a_flush_writes_what_changed_not_the_steps_already_stored(
+    db: Path, opened: Callable[..., SqliteStore]
+) -> None:
+    store = opened(flush_interval=NEVER, batch_size=10**9)
+    wal = Path(f"{db}-wal")
+
+    def written(record: ExecutionRecord, *events: Event) -> int:
+        """Bytes the write-ahead log takes for these events, appended and flushed."""
+        with sqlite3.connect(db) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for event in events:
+            apply_event(record, event)
+            store.append(record, event)
+        store.flush()
+        return wal.stat().st_size
+
+    def step_events(record: ExecutionRecord, index: int) -> list[Event]:
+        """Step `index` starts, reports items and completes: what a step's run appends."""
+        at, seq, step = _now(), record.last_seq, record.steps[index]
+        progress = ProgressSnapshot(
+            current_step=index,
+            total_steps=len(record.steps),
+            percentage=50.0,
+            current_step_name=step.name,
+        )
+        running = msgspec.structs.replace(step, status="running", started_at=at)
+        done = msgspec.structs.replace(running, status="completed", duration_seconds=0.1)
+        return [
+            ProgressEvent(
+                execution_id=record.execution_id, seq=seq + 1, progress=progress, step=running
+            ),
+            ProgressEvent(execution_id=record.execution_id, seq=seq + 2, progress=progress),
+            ProgressEvent(
+                execution_id=record.execution_id, seq=seq + 3, progress=progress, step=done
+            ),
+        ]
+
+    per_flush: dict[int, list[int]] = {}
+    for steps in (100, 20_000):
+        record = _wide_record(steps)
+        created = written(record, status_of(record, seq=1))
+        started = StartedEvent(
+            execution_id=record.execution_id,
+            seq=2,
+            started_at=_now(),
+            progress=ProgressSnapshot(
+                current_step=0, total_steps=steps, percentage=0.0, current_step_name="s0"
+            ),
+        )
+        written(record, started)
+        per_flush[steps] = [written(record, *step_events(record, i)) for i in (0, 1, 50, 99)]
+        assert created > 20 * max(per_flush[steps]) or steps == 100  # the first write is whole
+        assert store.get(record.execution_id) == record
+    page = sqlite3.connect(db).execute("PRAGMA page_size").fetchone()[0] + 24  # a WAL frame
+    # A step's events cost the same few pages whether 100 or 20,000 steps are stored (a row
+    # that grows may split its page once: a few pages more, whatever the size).
+    assert statistics.median(per_flush[20_000]) == statistics.median(per_flush[100]) <= 5 * page
+    assert max(per_flush[20_000]) <= 10 * page
