@@ -372,7 +372,7 @@ def test_a_long_step_leaves_one_progress_row_not_one_per_flush(
 def test_reads_include_queued_events_but_an_ending_only_once_it_is_written(
     db: Path, opened: Callable[..., SqliteStore]
 ) -> None:
-    store = opened(flush_interval=NEVER, batch_size=10**9)
+    store = opened(cls=HeldCommits, flush_interval=NEVER, batch_size=10**9)
     engine = Engine(store=store, load_entrypoints=False)
     record = new_record(engine, _shapes(), {"path": "a", "sizes": [1]})
     eid = record.execution_id
@@ -411,6 +411,7 @@ def test_reads_include_queued_events_but_an_ending_only_once_it_is_written(
     assert [r.execution_id for r in store.list(status="completed")] == []
     assert [e.seq for e in store.events(eid)] == [1, 2, 6]
     assert kept == []
+    store.hold.set()  # an ending asks for a commit at once: it was held until now
     store.flush()
     assert kept == ["completed"]  # the callback runs after the commit, and sees it
     assert store.get(eid) == record

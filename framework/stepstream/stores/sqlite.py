@@ -188,9 +188,13 @@ def _every_row(steps: list[StepState]) -> range:
     return range(0, len(steps), STEPS_PER_ROW)
 
 
-def _encoded(rows: list[tuple[str, int, list[StepState]]]) -> list[tuple[str, int, bytes]]:
-    """Step rows as the `steps` table holds them."""
-    return [(execution_id, first, encode(steps)) for execution_id, first, steps in rows]
+def _write_rows(conn: sqlite3.Connection, rows: list[tuple[str, int, list[StepState]]]) -> None:
+    """Insert or update step rows; an update in place writes one page (a replace, six)."""
+    conn.executemany(
+        "INSERT INTO steps VALUES (?, ?, ?) "
+        "ON CONFLICT (execution_id, first_index) DO UPDATE SET data = excluded.data",
+        [(execution_id, first, encode(steps)) for execution_id, first, steps in rows],
+    )
 
 
 def _split_records(conn: sqlite3.Connection) -> None:
@@ -208,8 +212,7 @@ def _split_records(conn: sqlite3.Connection) -> None:
             "UPDATE executions SET record = ?, state = ? WHERE execution_id = ?",
             (encode(_head(record)), encode(_state_of(record)), execution_id),
         )
-        rows = _rows(execution_id, record.steps, _every_row(record.steps))
-        conn.executemany("INSERT INTO steps VALUES (?, ?, ?)", _encoded(rows))
+        _write_rows(conn, _rows(execution_id, record.steps, _every_row(record.steps)))
 
 
 def _head(record: ExecutionRecord) -> ExecutionRecord:
@@ -265,33 +268,34 @@ class _Live:
         )
 
     def fold(self, event: Event, changed: set[int]) -> None:
-        """Fold a later event in, adding the step rows it changes to `changed`."""
+        """Fold a later event in, adding the numbers of the step rows it changes to `changed`."""
         record = self.record
-        if type(event) is ProgressEvent:
+        if type(event) is ProgressEvent:  # the per-step path: kept short
             if event.step is not None:
-                changed.add(event.step.index - event.step.index % STEPS_PER_ROW)
-            for step in event.steps or ():
-                changed.add(step.index - step.index % STEPS_PER_ROW)
+                changed.add(event.step.index // STEPS_PER_ROW)
+            if event.steps:
+                changed.update(step.index // STEPS_PER_ROW for step in event.steps)
         elif isinstance(event, TERMINAL_EVENTS):  # readers see the state before it until kept
             self.shown = copy_record(record)
             changed.update(  # steps still running share the ending
-                i - i % STEPS_PER_ROW for i, s in enumerate(record.steps) if s.status == "running"
+                i // STEPS_PER_ROW for i, s in enumerate(record.steps) if s.status == "running"
             )
         apply_event(record, event)
 
 
 class _Tail:
     """One execution's changes not yet committed: its events, the step rows they changed
-    (by first index; `whole`: every row, and the record's fixed parts), and the seq from
+    (by number; `whole`: every row, and the record's fixed parts), and the seq from
     which `append` checks again that the writer keeps up.
 
     When the writer takes the tail, `record` (the record's scalar parts) and `rows`
     (the changed step rows) are set from the live record: what the commit writes.
     """
 
-    __slots__ = ("changed", "events", "limit", "record", "rows", "whole")
+    __slots__ = ("changed", "events", "limit", "live", "record", "rows", "whole")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, live: _Live, limit: int) -> None:
+        self.live = live
         self.events: list[Event] = []
         self.changed: set[int] = set()
         self.limit = limit
@@ -299,11 +303,15 @@ class _Tail:
         self.record: ExecutionRecord | None = None
         self.rows: list[tuple[str, int, list[StepState]]] = []
 
-    def take(self, live: ExecutionRecord) -> None:
+    def take(self) -> None:
         """Note what to write from the live record (lock held): its scalar parts and the
         changed step rows, sliced, so later folds leave them alone."""
+        live = self.live.record
         self.record = _head(live)
-        firsts = _every_row(live.steps) if self.whole else sorted(self.changed)
+        if self.whole:
+            firsts: Iterable[int] = _every_row(live.steps)
+        else:
+            firsts = (row * STEPS_PER_ROW for row in sorted(self.changed))
         self.rows = _rows(live.execution_id, live.steps, firsts)
 
     def after(self, older: _Tail) -> None:
@@ -332,7 +340,9 @@ class SqliteStore:
 
     # An event's seq may run this far ahead of what is committed before `append` waits for
     # the writer; a restart numbers its first event past it, so no seq a client saw repeats.
-    seq_headroom = 10_000
+    # About two seconds of the fastest producer (~2 µs an event), so only a stalled writer
+    # makes it wait: at 10,000 a fast pipeline waited for the writer on almost every flush.
+    seq_headroom = 1_000_000
 
     def __init__(
         self, path: str | os.PathLike[str], *, flush_interval: float = 0.025, batch_size: int = 512
@@ -405,17 +415,9 @@ class SqliteStore:
                 )
             tail = self._pending.get(execution_id)
             if tail is None or event.seq >= tail.limit:
-                limit = self._limit(execution_id, event.seq)  # may wait, releasing the lock
-                tail = self._pending.get(execution_id)
-                if tail is None:
-                    tail = self._pending[execution_id] = _Tail(limit)
-                tail.limit = limit
-            live = self._live.get(execution_id)
-            if live is None:
-                self._live[execution_id] = _Live(record, event)
-                tail.whole = True
+                tail = self._tail(record, event)  # may wait, releasing the lock
             else:
-                live.fold(event, tail.changed)
+                tail.live.fold(event, tail.changed)
             if not append_coalesced(tail.events, event):
                 return
             self._queued += 1
@@ -423,6 +425,24 @@ class SqliteStore:
                 self._work.set()
             if self._queued == self.batch_size or isinstance(event, TERMINAL_EVENTS):
                 self._urgent.set()  # an ending waits to be shown until it is kept: commit now
+
+    def _tail(self, record: ExecutionRecord, event: Event) -> _Tail:
+        """The execution's tail with `event` folded in, new if none is queued; the execution
+        is new here if it is not live (lock held)."""
+        execution_id = record.execution_id
+        limit = self._limit(execution_id, event.seq)  # may wait, releasing the lock
+        live = self._live.get(execution_id)
+        if live is None:
+            live = self._live[execution_id] = _Live(record, event)
+            tail = self._pending[execution_id] = _Tail(live, limit)
+            tail.whole = True
+            return tail
+        tail = self._pending.get(execution_id)
+        if tail is None:
+            tail = self._pending[execution_id] = _Tail(live, limit)
+        tail.limit = limit
+        live.fold(event, tail.changed)
+        return tail
 
     def _limit(self, execution_id: str, seq: int) -> int:
         """The seq from which to check on the writer again; first waits while `seq` runs
@@ -526,8 +546,8 @@ class SqliteStore:
                 self._work.clear()
                 self._urgent.clear()
                 batch, self._pending = self._pending, {}
-                for execution_id, tail in batch.items():
-                    tail.take(self._live[execution_id].record)
+                for tail in batch.values():
+                    tail.take()
                 self._inflight = batch
                 lines, self._pending_logs = self._pending_logs, {}
                 self._inflight_logs = lines
@@ -604,8 +624,7 @@ class SqliteStore:
         created: list[tuple[str, str, str, float | None, bytes, str | None, bytes]] = []
         moved: list[tuple[str, float | None, bytes, str]] = []  # status too: indexed, so apart
         progressed: list[tuple[bytes, str]] = []
-        rows: list[tuple[str, int, bytes]] = []
-        changed_rows: list[tuple[bytes, str, int]] = []
+        rows: list[tuple[str, int, list[StepState]]] = []
         lone: dict[str, Event | None] = {}
         for execution_id, tail in batch.items():
             events, record = tail.events, tail.record
@@ -631,13 +650,11 @@ class SqliteStore:
                         state,
                     )
                 )
-                rows.extend(_encoded(tail.rows))
-                continue
-            if any(type(e) is not ProgressEvent for e in events):  # a lifecycle event
+            elif any(type(e) is not ProgressEvent for e in events):  # a lifecycle event
                 moved.append((record.status, finished, state, execution_id))
             else:
                 progressed.append((state, execution_id))
-            changed_rows.extend((data, eid, first) for eid, first, data in _encoded(tail.rows))
+            rows.extend(tail.rows)
         conn = self._writer
         with self._file_lock:
             try:
@@ -662,11 +679,7 @@ class SqliteStore:
                 conn.executemany(
                     "UPDATE executions SET state = ? WHERE execution_id = ?", progressed
                 )
-                conn.executemany("INSERT OR REPLACE INTO steps VALUES (?, ?, ?)", rows)
-                conn.executemany(  # in place: a page, where a replace rewrites its index too
-                    "UPDATE steps SET data = ? WHERE execution_id = ? AND first_index = ?",
-                    changed_rows,
-                )
+                _write_rows(conn, rows)
                 conn.executemany(
                     "INSERT OR REPLACE INTO logs VALUES (?, ?, ?)",
                     [(i, line.n, encode(line)) for i, w in lines.items() for line in w.lines],
