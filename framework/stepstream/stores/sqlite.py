@@ -216,8 +216,17 @@ def _split_records(conn: sqlite3.Connection) -> None:
 
 
 def _head(record: ExecutionRecord) -> ExecutionRecord:
-    """What the `record` column holds: the record without its steps."""
-    return msgspec.structs.replace(record, steps=[])
+    """What the `record` column holds: the record without its steps or the parts `state`
+    holds, so a read decodes each part once."""
+    return msgspec.structs.replace(
+        record,
+        steps=[],
+        progress=None,
+        started_at=None,
+        finished_at=None,
+        outputs=None,
+        error=None,
+    )
 
 
 # Each step takes a file from the version before it to the next; a file is migrated on open.
@@ -307,7 +316,7 @@ class _Tail:
         """Note what to write from the live record (lock held): its scalar parts and the
         changed step rows, sliced, so later folds leave them alone."""
         live = self.live.record
-        self.record = _head(live)
+        self.record = msgspec.structs.replace(live, steps=[])
         if self.whole:
             firsts: Iterable[int] = _every_row(live.steps)
         else:
@@ -645,7 +654,7 @@ class SqliteStore:
                         record.pipeline,
                         record.status,
                         finished,
-                        encode(record),
+                        encode(_head(record)),
                         record.idempotency_key,
                         state,
                     )
@@ -728,18 +737,16 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read store {self.path}: {exc}") from exc
 
-    @contextmanager
-    def _snapshot(self) -> Iterator[sqlite3.Connection]:
-        """A pooled read connection inside one read transaction, so its queries agree."""
-        try:
-            with self._reader() as conn:
-                conn.execute("BEGIN")
-                try:
-                    yield conn
-                finally:
-                    conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read store {self.path}: {exc}") from exc
+    def _records(self, executions: str, params: tuple[Any, ...]) -> dict[str, ExecutionRecord]:
+        """The records of the rows an `executions` query selects (id, record, state), in its
+        order, with their step rows joined: one statement, so one consistent snapshot."""
+        rows = self._query(
+            f"SELECT e.execution_id, e.record, e.state, s.data FROM ({executions}) AS e "
+            "LEFT JOIN steps AS s ON s.execution_id = e.execution_id "
+            "ORDER BY e.execution_id, s.first_index",
+            params,
+        )
+        return _assembled_rows(rows)
 
     def _overlay(
         self, wanted: Callable[[ExecutionRecord], bool]
@@ -766,12 +773,10 @@ class SqliteStore:
             if cached is not None:
                 self._finished.move_to_end(execution_id)
                 return cached
-        with self._snapshot() as conn:
-            rows = conn.execute(
-                "SELECT execution_id, record, state FROM executions WHERE execution_id = ?",
-                (execution_id,),
-            ).fetchall()
-            record = _records_of(conn, rows).get(execution_id)
+        record = self._records(
+            "SELECT execution_id, record, state FROM executions WHERE execution_id = ?",
+            (execution_id,),
+        ).get(execution_id)
         if record is not None and record.finished:  # polls of it need not decode it each time
             with self._lock:
                 self._keep_finished(record)
@@ -838,24 +843,20 @@ class SqliteStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY execution_id DESC LIMIT ?"
-
-        with self._snapshot() as conn:
-            rows = conn.execute(sql, (*params, limit + len(queued))).fetchall()
-            stored = [row for row in rows if row[0] not in queued]
-            ids = sorted({*(row[0] for row in stored), *found}, reverse=True)[:limit]
-            records = _records_of(conn, [row for row in stored if row[0] in ids])
-        records.update(found)
-        return [records[i] for i in ids]
+        stored = self._records(sql, (*params, limit + len(queued)))
+        ids = sorted({*(i for i in stored if i not in queued), *found}, reverse=True)[:limit]
+        return [found[i] if i in found else stored[i] for i in ids]
 
     def unfinished(self) -> list[ExecutionRecord]:
         """`pending` and `running` records, oldest first."""
         queued, found = self._overlay(lambda r: not r.finished)
-        with self._snapshot() as conn:
-            rows = conn.execute(
-                "SELECT execution_id, record, state FROM executions "
-                "WHERE status IN ('pending', 'running') ORDER BY execution_id"
-            ).fetchall()
-            records = _records_of(conn, [row for row in rows if row[0] not in queued])
+        records = self._records(
+            "SELECT execution_id, record, state FROM executions "
+            "WHERE status IN ('pending', 'running')",
+            (),
+        )
+        for execution_id in queued:
+            records.pop(execution_id, None)
         records.update(found)
         return [records[i] for i in sorted(records)]
 
@@ -865,20 +866,18 @@ class SqliteStore:
         Only the step rows are read and only what history needs of them is decoded.
         """
         queued, found = self._overlay(lambda r: r.status == "completed" and r.pipeline == pipeline)
-        with self._snapshot() as conn:
-            rows = conn.execute(
-                "SELECT execution_id FROM executions WHERE pipeline = ? AND status = 'completed' "
-                "ORDER BY execution_id DESC LIMIT ?",
-                (pipeline, limit + len(queued)),
-            ).fetchall()
-            stored = {eid for (eid,) in rows if eid not in queued}
-            ids = sorted({*stored, *found}, reverse=True)[:limit]
-            data = _step_data(conn, [i for i in ids if i in stored])
-        runs = (
-            found[i].steps if i in found else [s for d in data[i] for s in steps_decoder.decode(d)]
-            for i in ids
+        rows = self._query(
+            "SELECT e.execution_id, s.data FROM (SELECT execution_id FROM executions "
+            "WHERE pipeline = ? AND status = 'completed' ORDER BY execution_id DESC LIMIT ?) AS e "
+            "LEFT JOIN steps AS s ON s.execution_id = e.execution_id "
+            "ORDER BY e.execution_id, s.first_index",
+            (pipeline, limit + len(queued)),
         )
-        return step_durations_of(runs)
+        stored: dict[str, list[_StepTime]] = {}
+        for execution_id, data in rows:
+            stored.setdefault(execution_id, []).extend(steps_decoder.decode(data) if data else ())
+        ids = sorted({*(i for i in stored if i not in queued), *found}, reverse=True)[:limit]
+        return step_durations_of(found[i].steps if i in found else stored[i] for i in ids)
 
     # -- pruning and closing -----------------------------------------------------
 
@@ -976,28 +975,18 @@ class SqliteStore:
             )
 
 
-def _step_data(conn: sqlite3.Connection, ids: list[str]) -> dict[str, list[bytes]]:
-    """The encoded step rows of each execution in `ids`, in order."""
-    data: dict[str, list[bytes]] = {i: [] for i in ids}
-    if ids:
-        for execution_id, row in conn.execute(
-            "SELECT execution_id, data FROM steps WHERE execution_id IN "
-            "(SELECT value FROM json_each(?)) ORDER BY execution_id, first_index",
-            (encode(ids).decode(),),
-        ):
-            data[execution_id].append(row)
-    return data
-
-
-def _records_of(
-    conn: sqlite3.Connection, rows: list[tuple[str, bytes, bytes]]
+def _assembled_rows(
+    rows: list[tuple[str, bytes, bytes, bytes | None]],
 ) -> dict[str, ExecutionRecord]:
-    """Whole records from rows of (execution_id, record, state), their steps read on `conn`."""
-    data = _step_data(conn, [row[0] for row in rows])
-    return {
-        eid: _assembled(head, state, [s for d in data[eid] for s in step_row_decoder.decode(d)])
-        for eid, head, state in rows
-    }
+    """Records from rows of (id, record, state, step row), ordered by id and first index."""
+    parts: dict[str, tuple[bytes, bytes, list[StepState]]] = {}
+    for execution_id, head, state, data in rows:
+        part = parts.get(execution_id)
+        if part is None:
+            part = parts[execution_id] = (head, state, [])
+        if data is not None:
+            part[2].extend(step_row_decoder.decode(data))
+    return {eid: _assembled(*part) for eid, part in parts.items()}
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
