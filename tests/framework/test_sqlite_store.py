@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -420,6 +421,22 @@ def test_reads_include_queued_events_but_an_ending_only_once_it_is_written(
     reopened = opened()
     assert [e.seq for e in reopened.events(eid)] == [1, 2, 6, 7]
     assert reopened.get(eid) == record
+
+
+def test_a_started_execution_is_on_disk_at_once_so_a_restart_never_runs_it_again(
+    db: Path, opened: Callable[..., SqliteStore]
+) -> None:
+    store = opened(flush_interval=NEVER, batch_size=10**9)
+    engine = Engine(store=store, load_entrypoints=False)
+    eid = new_record(engine, _shapes(), {"path": "a", "sizes": [1]}).execution_id
+    store.flush()
+    engine.ingest(
+        StartedEvent(execution_id=eid, seq=2, started_at=_now(), progress=_snapshot(0, 0.0))
+    )
+    deadline = time.monotonic() + 20  # the flush interval is an hour: only urgency writes it
+    while sqlite3.connect(db).execute("SELECT status FROM executions").fetchone()[0] != "running":
+        assert time.monotonic() < deadline, "the started event was not written at once"
+        time.sleep(0.01)
 
 
 def test_concurrent_reads_never_skip_or_repeat_an_event_while_the_writer_flushes(

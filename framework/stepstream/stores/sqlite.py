@@ -34,6 +34,8 @@ A terminal event is shown to readers only once it is committed: until then
 `on_kept` callbacks (the recorder publishes the ending from one) run on the
 writer thread after the commit. A terminal event asks for a commit at once.
 So a crash, or a full disk, can delay an ending but never take one back.
+A `started` event asks for one too: once it is kept, a restart ends the execution
+`failed` rather than queueing it again to repeat what its steps already did.
 
 Waiting (`flush`, and `append` when an execution runs `seq_headroom` events ahead
 of the file) never holds the store lock: it waits on a condition, which releases
@@ -74,6 +76,7 @@ from ..model.events import (
     LogLine,
     ProgressEvent,
     ProgressSnapshot,
+    StartedEvent,
     Status,
     StepState,
     encode,
@@ -132,6 +135,7 @@ READERS_KEPT = 4  # idle read connections kept for reuse; more are opened while 
 PRUNE_BATCH = 500  # executions deleted per transaction, so the writer's flushes interleave
 FINISHED_CACHE = 1024  # decoded finished records kept for polls: a 1,000-step one takes ~0.5 ms
 
+URGENT_EVENTS = (StartedEvent, *TERMINAL_EVENTS)  # committed at once, not at the next flush
 chunk_decoder = msgspec.json.Decoder(list[AnyEvent])
 line_decoder = msgspec.json.Decoder(LogLine)
 step_row_decoder = msgspec.json.Decoder(list[StepState])
@@ -432,7 +436,7 @@ class SqliteStore:
             self._queued += 1
             if self._queued == 1:
                 self._work.set()
-            if self._queued == self.batch_size or isinstance(event, TERMINAL_EVENTS):
+            if self._queued == self.batch_size or isinstance(event, URGENT_EVENTS):
                 self._urgent.set()  # an ending waits to be shown until it is kept: commit now
 
     def _tail(self, record: ExecutionRecord, event: Event) -> _Tail:
