@@ -374,6 +374,7 @@ def test_reads_include_queued_events_but_an_ending_only_once_it_is_written(
     db: Path, opened: Callable[..., SqliteStore]
 ) -> None:
     store = opened(cls=HeldCommits, flush_interval=NEVER, batch_size=10**9)
+    store.held = (StartedEvent, CompletedEvent)  # both ask for a commit at once
     engine = Engine(store=store, load_entrypoints=False)
     record = new_record(engine, _shapes(), {"path": "a", "sizes": [1]})
     eid = record.execution_id
@@ -412,7 +413,7 @@ def test_reads_include_queued_events_but_an_ending_only_once_it_is_written(
     assert [r.execution_id for r in store.list(status="completed")] == []
     assert [e.seq for e in store.events(eid)] == [1, 2, 6]
     assert kept == []
-    store.hold.set()  # an ending asks for a commit at once: it was held until now
+    store.hold.set()  # the commits asked for at once were held until now
     store.flush()
     assert kept == ["completed"]  # the callback runs after the commit, and sees it
     assert store.get(eid) == record
@@ -1200,7 +1201,10 @@ def test_every_name_of_the_file_meets_the_same_lock(
 
 
 class HeldCommits(SqliteStore):
-    """A SQLite store whose commits of an ending wait until the test lets them through."""
+    """A SQLite store whose commits of an ending (or of `held` events) wait until the test
+    lets them through."""
+
+    held: tuple[type[Event], ...] = (CompletedEvent,)
 
     def __init__(self, path: Path, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
@@ -1213,7 +1217,7 @@ class HeldCommits(SqliteStore):
             self.ended.set()
 
     def _commit(self, batch: dict[str, Any], lines: dict[str, Any]) -> dict[str, Event | None]:
-        if any(type(e) is CompletedEvent for tail in batch.values() for e in tail.events):
+        if any(isinstance(e, self.held) for tail in batch.values() for e in tail.events):
             self.hold.wait(20)
         return super()._commit(batch, lines)
 
@@ -1365,7 +1369,8 @@ def test_a_flush_writes_what_changed_not_the_steps_already_stored(
         assert created > 20 * max(per_flush[steps]) or steps == 100  # the first write is whole
         assert store.get(record.execution_id) == record
     page = sqlite3.connect(db).execute("PRAGMA page_size").fetchone()[0] + 24  # a WAL frame
-    # A step's events cost the same few pages whether 100 or 20,000 steps are stored (a row
-    # that grows may split its page once: a few pages more, whatever the size).
-    assert statistics.median(per_flush[20_000]) == statistics.median(per_flush[100]) <= 5 * page
+    # A step's events cost the same few pages whether 100 or 20,000 steps are stored (a new
+    # or growing row may split a page, and a larger tree may be a level deeper: a page more).
+    assert statistics.median(per_flush[100]) <= 6 * page
+    assert statistics.median(per_flush[20_000]) <= statistics.median(per_flush[100]) + page
     assert max(per_flush[20_000]) <= 10 * page

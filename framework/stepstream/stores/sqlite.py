@@ -170,13 +170,21 @@ def _state_of(record: ExecutionRecord) -> _State:
     )
 
 
-def _assembled(head: bytes, state: bytes, steps: list[StepState]) -> ExecutionRecord:
-    """A record from its three stored parts: `state` overrides what `head` held when written."""
+def _assembled(head: bytes, state: bytes | None, rows: list[tuple[int, bytes]]) -> ExecutionRecord:
+    """A record from its stored parts: `state` (None in a file migrated from version 3)
+    overrides what `head` held when written; the step row numbered -1 holds every step as
+    first written, each later row the steps it starts at."""
     record = record_decoder.decode(head)
-    changing = state_decoder.decode(state)
-    for name in STATE_FIELDS:
-        setattr(record, name, getattr(changing, name))
-    record.steps = steps
+    if state is not None:
+        changing = state_decoder.decode(state)
+        for name in STATE_FIELDS:
+            setattr(record, name, getattr(changing, name))
+    for first, data in rows:
+        steps = step_row_decoder.decode(data)
+        if first < 0:
+            record.steps = steps
+        else:
+            record.steps[first : first + len(steps)] = steps
     return record
 
 
@@ -187,41 +195,9 @@ def _rows(
     return [(execution_id, first, steps[first : first + STEPS_PER_ROW]) for first in firsts]
 
 
-def _every_row(steps: list[StepState]) -> range:
-    """The first index of each row that holds `steps`."""
-    return range(0, len(steps), STEPS_PER_ROW)
-
-
-def _write_rows(conn: sqlite3.Connection, rows: list[tuple[str, int, list[StepState]]]) -> None:
-    """Insert or update step rows; an update in place writes one page (a replace, six)."""
-    conn.executemany(
-        "INSERT INTO steps VALUES (?, ?, ?) "
-        "ON CONFLICT (execution_id, first_index) DO UPDATE SET data = excluded.data",
-        [(execution_id, first, encode(steps)) for execution_id, first, steps in rows],
-    )
-
-
-def _split_records(conn: sqlite3.Connection) -> None:
-    """Version 3 to 4: each record's steps move to rows of their own, its changing parts to
-    `state`; the `record` column keeps the rest."""
-    conn.execute("ALTER TABLE executions ADD COLUMN state BLOB")
-    conn.execute(STEPS_TABLE)
-    ids = [r[0] for r in conn.execute("SELECT execution_id FROM executions")]
-    for execution_id in ids:
-        (data,) = conn.execute(
-            "SELECT record FROM executions WHERE execution_id = ?", (execution_id,)
-        ).fetchone()
-        record = record_decoder.decode(data)
-        conn.execute(
-            "UPDATE executions SET record = ?, state = ? WHERE execution_id = ?",
-            (encode(_head(record)), encode(_state_of(record)), execution_id),
-        )
-        _write_rows(conn, _rows(execution_id, record.steps, _every_row(record.steps)))
-
-
 def _head(record: ExecutionRecord) -> ExecutionRecord:
     """What the `record` column holds: the record without its steps or the parts `state`
-    holds, so a read decodes each part once."""
+    holds, so a read decodes each part once and a commit rewrites no large row."""
     return msgspec.structs.replace(
         record,
         steps=[],
@@ -234,7 +210,7 @@ def _head(record: ExecutionRecord) -> ExecutionRecord:
 
 
 # Each step takes a file from the version before it to the next; a file is migrated on open.
-MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
+MIGRATIONS = {
     1: """
 ALTER TABLE executions ADD COLUMN idempotency_key TEXT;
 CREATE INDEX executions_by_key ON executions (idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -247,7 +223,7 @@ CREATE TABLE logs (
     PRIMARY KEY (execution_id, n)
 );
 """,
-    3: _split_records,
+    3: f"ALTER TABLE executions ADD COLUMN state BLOB;\n{STEPS_TABLE};",
 }
 
 
@@ -298,11 +274,12 @@ class _Live:
 
 class _Tail:
     """One execution's changes not yet committed: its events, the step rows they changed
-    (by number; `whole`: every row, and the record's fixed parts), and the seq from
-    which `append` checks again that the writer keeps up.
+    (by number; `whole`: the whole record, as when first written), and the seq from which
+    `append` checks again that the writer keeps up.
 
-    When the writer takes the tail, `record` (the record's scalar parts) and `rows`
-    (the changed step rows) are set from the live record: what the commit writes.
+    When the writer takes the tail, `record` (the record's scalar parts) and `rows` (the
+    changed step rows; if `whole`, one row of every step) are set from the live record:
+    what the commit writes.
     """
 
     __slots__ = ("changed", "events", "limit", "live", "record", "rows", "whole")
@@ -317,15 +294,16 @@ class _Tail:
         self.rows: list[tuple[str, int, list[StepState]]] = []
 
     def take(self) -> None:
-        """Note what to write from the live record (lock held): its scalar parts and the
-        changed step rows, sliced, so later folds leave them alone."""
+        """Note what to write from the live record (lock held), copied or sliced, so later
+        folds leave it alone."""
         live = self.live.record
-        self.record = msgspec.structs.replace(live, steps=[])
-        if self.whole:
-            firsts: Iterable[int] = _every_row(live.steps)
+        if self.whole:  # every step in one row, numbered -1; later rows override it
+            self.record = msgspec.structs.replace(live, steps=[])
+            self.rows = [(live.execution_id, -1, list(live.steps))]
         else:
+            self.record = msgspec.structs.replace(live, steps=[])
             firsts = (row * STEPS_PER_ROW for row in sorted(self.changed))
-        self.rows = _rows(live.execution_id, live.steps, firsts)
+            self.rows = _rows(live.execution_id, live.steps, firsts)
 
     def after(self, older: _Tail) -> None:
         """Take the place of a tail that failed to commit, its events and rows first."""
@@ -630,14 +608,15 @@ class SqliteStore:
 
     def _commit(self, batch: dict[str, _Tail], lines: dict[str, _Lines]) -> dict[str, Event | None]:
         """Encode what changed, then write it in one transaction: per execution one chunk of
-        events, its state and its changed step rows (the rest too the first time), and the
-        captured lines (each execution's last `keep`)."""
+        events, its state and its changed step rows (the whole record the first time), and
+        the captured lines (each execution's last `keep`)."""
         chunks: list[tuple[str, int, int, bytes]] = []
         replaced: list[tuple[str, int]] = []
         created: list[tuple[str, str, str, float | None, bytes, str | None, bytes]] = []
         moved: list[tuple[str, float | None, bytes, str]] = []  # status too: indexed, so apart
         progressed: list[tuple[bytes, str]] = []
         rows: list[tuple[str, int, list[StepState]]] = []
+        cleared: list[tuple[str]] = []  # whole records: one row holds all their steps again
         lone: dict[str, Event | None] = {}
         for execution_id, tail in batch.items():
             events, record = tail.events, tail.record
@@ -663,6 +642,7 @@ class SqliteStore:
                         state,
                     )
                 )
+                cleared.append((execution_id,))
             elif any(type(e) is not ProgressEvent for e in events):  # a lifecycle event
                 moved.append((record.status, finished, state, execution_id))
             else:
@@ -692,7 +672,12 @@ class SqliteStore:
                 conn.executemany(
                     "UPDATE executions SET state = ? WHERE execution_id = ?", progressed
                 )
-                _write_rows(conn, rows)
+                conn.executemany("DELETE FROM steps WHERE execution_id = ?", cleared)
+                conn.executemany(
+                    "INSERT INTO steps VALUES (?, ?, ?) ON CONFLICT (execution_id, first_index) "
+                    "DO UPDATE SET data = excluded.data",  # in place: one page, a replace six
+                    [(eid, first, encode(steps)) for eid, first, steps in rows],
+                )
                 conn.executemany(
                     "INSERT OR REPLACE INTO logs VALUES (?, ?, ?)",
                     [(i, line.n, encode(line)) for i, w in lines.items() for line in w.lines],
@@ -742,15 +727,21 @@ class SqliteStore:
             raise StoreError(f"cannot read store {self.path}: {exc}") from exc
 
     def _records(self, executions: str, params: tuple[Any, ...]) -> dict[str, ExecutionRecord]:
-        """The records of the rows an `executions` query selects (id, record, state), in its
-        order, with their step rows joined: one statement, so one consistent snapshot."""
+        """The records of the rows an `executions` query selects (id, record, state), with
+        their step rows: one statement, so one consistent snapshot."""
         rows = self._query(
-            f"SELECT e.execution_id, e.record, e.state, s.data FROM ({executions}) AS e "
-            "LEFT JOIN steps AS s ON s.execution_id = e.execution_id "
-            "ORDER BY e.execution_id, s.first_index",
+            f"WITH e AS ({executions}) SELECT execution_id, -2, record, state FROM e UNION ALL "
+            "SELECT s.execution_id, s.first_index, s.data, NULL FROM e "
+            "JOIN steps AS s ON s.execution_id = e.execution_id ORDER BY 1, 2",
             params,
         )
-        return _assembled_rows(rows)
+        parts: dict[str, tuple[bytes, bytes | None, list[tuple[int, bytes]]]] = {}
+        for execution_id, first, data, state in rows:
+            if first == -2:  # the head; the step rows follow
+                parts[execution_id] = (data, state, [])
+            else:
+                parts[execution_id][2].append((first, data))
+        return {eid: _assembled(*part) for eid, part in parts.items()}
 
     def _overlay(
         self, wanted: Callable[[ExecutionRecord], bool]
@@ -871,15 +862,20 @@ class SqliteStore:
         """
         queued, found = self._overlay(lambda r: r.status == "completed" and r.pipeline == pipeline)
         rows = self._query(
-            "SELECT e.execution_id, s.data FROM (SELECT execution_id FROM executions "
-            "WHERE pipeline = ? AND status = 'completed' ORDER BY execution_id DESC LIMIT ?) AS e "
-            "LEFT JOIN steps AS s ON s.execution_id = e.execution_id "
-            "ORDER BY e.execution_id, s.first_index",
+            "WITH e AS (SELECT execution_id, record FROM executions WHERE pipeline = ? "
+            "AND status = 'completed' ORDER BY execution_id DESC LIMIT ?) "
+            "SELECT execution_id, -2, json_extract(CAST(record AS TEXT), '$.steps') FROM e "
+            "UNION ALL SELECT s.execution_id, s.first_index, s.data FROM e "
+            "JOIN steps AS s ON s.execution_id = e.execution_id ORDER BY 1, 2",
             (pipeline, limit + len(queued)),
         )
         stored: dict[str, list[_StepTime]] = {}
-        for execution_id, data in rows:
-            stored.setdefault(execution_id, []).extend(steps_decoder.decode(data) if data else ())
+        for execution_id, first, data in rows:
+            steps = steps_decoder.decode(data)
+            if first < 0:  # the head's (a record from version 3), then all as first written
+                stored[execution_id] = steps
+            else:
+                stored[execution_id][first : first + len(steps)] = steps
         ids = sorted({*(i for i in stored if i not in queued), *found}, reverse=True)[:limit]
         return step_durations_of(found[i].steps if i in found else stored[i] for i in ids)
 
@@ -977,20 +973,6 @@ class SqliteStore:
             raise StoreError(
                 f"store {self.path} closed with {lost} events not written: {self._failure}"
             )
-
-
-def _assembled_rows(
-    rows: list[tuple[str, bytes, bytes, bytes | None]],
-) -> dict[str, ExecutionRecord]:
-    """Records from rows of (id, record, state, step row), ordered by id and first index."""
-    parts: dict[str, tuple[bytes, bytes, list[StepState]]] = {}
-    for execution_id, head, state, data in rows:
-        part = parts.get(execution_id)
-        if part is None:
-            part = parts[execution_id] = (head, state, [])
-        if data is not None:
-            part[2].extend(step_row_decoder.decode(data))
-    return {eid: _assembled(*part) for eid, part in parts.items()}
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
