@@ -24,10 +24,11 @@ What a commit writes is proportional to what changed, never to the record's size
 events as one chunk (one row per execution per flush, a JSON array), the record's
 changing scalar parts (`state`: status, progress, times, outputs, error), and the rows
 of `STEPS_PER_ROW` step states that hold a changed step. The rest of the record
-(`record`: id, pipeline, inputs, ...) and every step row are written once, when the
-store first sees the execution. A chunk of events holding only an event that the next
-flush's first event supersedes (a lone progress event) is replaced by it, so a long step
-leaves one progress row, not one per flush.
+(`record`: id, pipeline, inputs, ...) and every step (one row, numbered -1, which later
+rows override) are written once, when the store first sees the execution. A chunk of
+events holding only an event that the next flush's first event supersedes (a lone
+progress event) is replaced by it, so a long step leaves one progress row, not one per
+flush.
 
 A terminal event is shown to readers only once it is committed: until then
 `get`, `list` and `events` show the execution as it stood before it, and
@@ -732,7 +733,7 @@ class SqliteStore:
         rows = self._query(
             f"WITH e AS ({executions}) SELECT execution_id, -2, record, state FROM e UNION ALL "
             "SELECT s.execution_id, s.first_index, s.data, NULL FROM e "
-            "JOIN steps AS s ON s.execution_id = e.execution_id ORDER BY 1, 2",
+            "CROSS JOIN steps AS s ON s.execution_id = e.execution_id ORDER BY 1, 2",
             params,
         )
         parts: dict[str, tuple[bytes, bytes | None, list[tuple[int, bytes]]]] = {}
@@ -866,7 +867,7 @@ class SqliteStore:
             "AND status = 'completed' ORDER BY execution_id DESC LIMIT ?) "
             "SELECT execution_id, -2, json_extract(CAST(record AS TEXT), '$.steps') FROM e "
             "UNION ALL SELECT s.execution_id, s.first_index, s.data FROM e "
-            "JOIN steps AS s ON s.execution_id = e.execution_id ORDER BY 1, 2",
+            "CROSS JOIN steps AS s ON s.execution_id = e.execution_id ORDER BY 1, 2",
             (pipeline, limit + len(queued)),
         )
         stored: dict[str, list[_StepTime]] = {}
