@@ -1,36 +1,37 @@
-"""Benchmarks of the SQLite store, against the memory store or a floor measured in the same run.
+"""Benchmarks of the stores: SQLite against the memory store in the same run, as ratios.
 
-Run:  uv run python benchmarks/bench_store.py             (under a minute)
-      uv run python benchmarks/bench_store.py --quick     (smoke run: 1,000 executions)
-Options: --only steps|history (repeatable), --profile (always profile section 1),
---out PATH (JSON file).
+Run:  uv run python benchmarks/bench_store.py             (about five minutes)
+      uv run python benchmarks/bench_store.py --quick     (smoke run)
+Options: --only steps|long|history|status (repeatable), --out PATH (JSON file).
 
-1. steps: per-step overhead of a 1,000-step sync pipeline with `Engine(store="sqlite:///…")`
-   against `Engine(store="memory://")`, `await engine.run(...)`, interleaved rounds, minus
-   a plain loop; with the producing (worker) thread's CPU time per step, and a cProfile of
-   the worker thread and the writer thread's commit costs when the ratio misses its target
-   (or with --profile).
-2. history: 10,000 executions of a small pipeline recorded in SQLite; list-page and
+1. steps: per-step cost of an N-step sync pipeline (N = 1,000, 10,000, 100,000) with
+   `Engine(store="sqlite:///…")` against `Engine(store="memory://")`, `await engine.run(...)`,
+   in alternating rounds; the ratio is taken per round (SQLite over memory) and reported
+   as median and spread; with the bytes the process wrote (/proc/self/io `wchar`: the WAL,
+   checkpoints) per execution and per step.
+2. long: one execution that, after 10,000 finished steps, runs a step reporting items as
+   fast as it can (progress events at the engine's default interval): bytes written per
+   minute while it runs.
+3. history: 10,000 executions of a small pipeline recorded in SQLite; list-page and
    single-record latency through `store.list`/`store.get` and through a real
-   `stepstream serve` (GET /api/v1/executions?limit=50, GET /api/v1/executions/{id}),
-   and the database size per execution.
+   `stepstream serve`, and the database size per execution.
+4. status: `MemoryStore.list(status=...)` at 1,000 and 10,000 records (one in ten running).
+
+Every section notes the load average before and after it.
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
 import gc
-import io
 import os
-import pstats
 import random
 import sqlite3
 import statistics
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from time import perf_counter, process_time, thread_time
+from time import perf_counter
 from typing import Any
 
 import anyio
@@ -38,124 +39,29 @@ import msgspec
 from bench_server import Child, environment, fmt, percentile, stepstream_serve, summary
 
 from stepstream import Engine, Pipeline, Progress
-from stepstream.model.events import encode
+from stepstream.model.events import ExecutionRecord, encode
+from stepstream.model.fold import apply_event, status_of
+from stepstream.stores.memory import MemoryStore
 from stepstream.stores.sqlite import SqliteStore
 
-STEPS = 1_000
+SIZES = (1_000, 10_000, 100_000)
 EXECUTIONS = 10_000
-TARGET_RATIO = 1.5
+TARGET_RATIO = 1.3
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
-# -- 1. per-step overhead ---------------------------------------------------------------------
+def written_bytes() -> int:
+    """Bytes this process has handed to write() so far (the WAL and checkpoints, for SQLite)."""
+    with open("/proc/self/io") as io:
+        for line in io:
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    raise RuntimeError("no wchar in /proc/self/io")
 
 
-class Marks:
-    """Clock readings taken inside the first and last step, on the worker thread that runs them."""
-
-    def __init__(self) -> None:
-        self.first: tuple[float, float] = (0.0, 0.0)
-        self.last: tuple[float, float] = (0.0, 0.0)
-        self.profiler: cProfile.Profile | None = None
-
-    def begin(self) -> None:
-        if self.profiler is not None:
-            self.profiler.enable()  # profiles this (the worker) thread only
-        self.first = (perf_counter(), thread_time())
-
-    def end(self) -> None:
-        self.last = (perf_counter(), thread_time())
-        if self.profiler is not None:
-            self.profiler.disable()
-
-
-def make_chain(marks: Marks) -> tuple[Pipeline, list[Any]]:
-    """1,000 distinct `def s(x): return x + 1` steps; the first and last also read the clocks."""
-    namespace: dict[str, Any] = {"marks": marks}
-    for i in range(STEPS):
-        mark = "marks.begin()\n    " if i == 0 else "marks.end()\n    " if i == STEPS - 1 else ""
-        exec(f"def s{i}(x):\n    {mark}return x + 1\n", namespace)
-    functions = [namespace[f"s{i}"] for i in range(STEPS)]
-    chain = Pipeline("chain", description=f"{STEPS} trivial sync steps")
-    for i, fn in enumerate(functions):
-        chain.step(name=f"s{i}")(fn)
-    plain = []
-    for i in range(STEPS):
-        exec(f"def p{i}(x):\n    return x + 1\n", namespace)
-        plain.append(namespace[f"p{i}"])
-    return chain, plain
-
-
-async def bench_steps(tmp: Path, quick: bool, profile: bool) -> dict[str, Any]:
-    """Interleaved rounds: plain loop, memory store, SQLite store (flushed between rounds)."""
-    warmup, repeats = (2, 7) if quick else (3, 41)
-    marks = Marks()
-    chain, plain_functions = make_chain(marks)
-    db = tmp / "steps.db"
-    engines = {
-        "memory": Engine(store="memory://", load_entrypoints=False),
-        "sqlite": Engine(store=f"sqlite:///{db}", load_entrypoints=False),
-    }
-    samples: dict[str, dict[str, list[float]]] = {
-        name: {"wall": [], "cpu": [], "inner_wall": [], "inner_thread_cpu": [], "flush": []}
-        for name in ("plain", *engines)
-    }
-    for round_no in range(warmup + repeats):
-        gc.collect()
-        began = perf_counter()
-        x = 0
-        for fn in plain_functions:
-            x = fn(x)
-        if round_no >= warmup:
-            samples["plain"]["wall"].append(perf_counter() - began)
-        names = list(engines)
-        shift = round_no % len(names)
-        for name in names[shift:] + names[:shift]:
-            gc.collect()
-            cpu_began = process_time()
-            record = await engines[name].run(chain, {"x": 0})
-            cpu = process_time() - cpu_began
-            flush_began = perf_counter()
-            engines[name].store.flush()
-            flushed = perf_counter() - flush_began
-            assert record.status == "completed" and record.outputs == STEPS
-            if round_no < warmup:
-                continue
-            s = samples[name]
-            s["wall"].append((record.finished_at - record.started_at).total_seconds())
-            s["cpu"].append(cpu)
-            s["inner_wall"].append(marks.last[0] - marks.first[0])
-            s["inner_thread_cpu"].append(marks.last[1] - marks.first[1])
-            s["flush"].append(flushed)
-    plain = statistics.median(samples["plain"]["wall"])
-    rows: dict[str, Any] = {}
-    for name in engines:
-        s = samples[name]
-        rows[name] = {
-            "per_step_us": summary([(w - plain) / STEPS * 1e6 for w in s["wall"]]),
-            "process_cpu_per_step_us": summary([c / STEPS * 1e6 for c in s["cpu"]]),
-            "inner_per_step_us": summary([(w / (STEPS - 1)) * 1e6 for w in s["inner_wall"]]),
-            "worker_cpu_per_step_us": summary(
-                [(c / (STEPS - 1)) * 1e6 for c in s["inner_thread_cpu"]]
-            ),
-            "flush_ms": summary([f * 1e3 for f in s["flush"]]),
-        }
-    ratio = rows["sqlite"]["per_step_us"]["median"] / rows["memory"]["per_step_us"]["median"]
-    result: dict[str, Any] = {
-        "settings": {"steps": STEPS, "warmup": warmup, "repeats": repeats},
-        "plain_loop_us": plain * 1e6,
-        "rows": rows,
-        "ratio": ratio,
-        "cpu_ratio": rows["sqlite"]["worker_cpu_per_step_us"]["median"]
-        / rows["memory"]["worker_cpu_per_step_us"]["median"],
-    }
-    executions = warmup + repeats
-    for engine in engines.values():
-        engine.store.close()
-    result["db_bytes_per_execution"] = _db_bytes(db) / executions
-    if profile or ratio > TARGET_RATIO:
-        result["profiles"] = await _profiles(tmp, chain, marks, 3 if quick else 20)
-    return result
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _db_bytes(db: Path) -> int:
@@ -163,78 +69,121 @@ def _db_bytes(db: Path) -> int:
     return sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
 
 
-async def _profiles(tmp: Path, chain: Pipeline, marks: Marks, runs: int) -> dict[str, Any]:
-    """cProfile of the worker thread between the first and last step, per store."""
-    found: dict[str, Any] = {}
-    for name, url in (("memory", "memory://"), ("sqlite", f"sqlite:///{tmp / 'profile.db'}")):
-        engine = Engine(store=url, load_entrypoints=False)
-        await engine.run(chain, {"x": 0})
-        commits = _time_commits(engine.store)
-        marks.profiler = cProfile.Profile()
-        for _ in range(runs):
-            record = await engine.run(chain, {"x": 0})
-            engine.store.flush()
-        profiler, marks.profiler = marks.profiler, None
-        engine.store.close()
-        stats = pstats.Stats(profiler)
-        total = stats.total_tt  # type: ignore[attr-defined]
-        calls = (runs * (STEPS - 1)) or 1
-        entries = sorted(
-            stats.stats.items(),  # type: ignore[attr-defined]
-            key=lambda kv: kv[1][2],
-            reverse=True,
-        )
-        top = [
-            {
-                "function": f"{Path(file).name}:{line}({func})",
-                "calls_per_step": nc / calls,
-                "tottime_us_per_step": tt / calls * 1e6,
-                "cumtime_us_per_step": ct / calls * 1e6,
-            }
-            for (file, line, func), (_, nc, tt, ct, _) in entries[:14]
-        ]
-        text = io.StringIO()
-        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(20)
-        found[name] = {
-            "profiled_us_per_step": total / calls * 1e6,
-            "top": top,
-            "text": text.getvalue(),
+# -- 1. per-step cost at 1,000 to 100,000 steps ------------------------------------------------
+
+
+def make_chain(steps: int) -> Pipeline:
+    """`steps` trivial sync steps, `x + 1` each."""
+
+    def add_one(x: int) -> int:
+        return x + 1
+
+    chain = Pipeline(f"chain-{steps}", description=f"{steps} trivial sync steps")
+    for i in range(steps):
+        chain.step(name=f"s{i}")(add_one)
+    return chain
+
+
+async def bench_steps(tmp: Path, quick: bool) -> dict[str, Any]:
+    """Per size: alternating rounds of the memory and the SQLite store (flushed each round)."""
+    sizes = (1_000, 10_000) if quick else SIZES
+    result: dict[str, Any] = {"load_before": load_average(), "sizes": {}}
+    for steps in sizes:
+        rounds = 3 if quick else (5 if steps >= 100_000 else 7)
+        chain = make_chain(steps)
+        engines = {
+            "memory": Engine(store="memory://", load_entrypoints=False),
+            "sqlite": Engine(
+                store=f"sqlite:///{tmp / f'steps-{steps}.db'}", load_entrypoints=False
+            ),
         }
-        if commits is not None:
-            began = perf_counter()
-            for _ in range(20):
-                encoded = encode(record)
-            found[name]["writer"] = {
-                "commits_per_execution": len(commits) / runs,
-                "events_per_commit": statistics.median(c[2] for c in commits),
-                "cpu_ms_per_execution": sum(c[1] for c in commits) / runs * 1e3,
-                "wall_ms_per_execution": sum(c[0] for c in commits) / runs * 1e3,
-                "record_bytes": len(encoded),
-                "encode_record_us": (perf_counter() - began) / 20 * 1e6,
-            }
-    return found
+        per_step: dict[str, list[float]] = {name: [] for name in engines}
+        wrote: list[float] = []
+        for round_no in range(rounds + 1):  # the first is a warmup
+            names = list(engines) if round_no % 2 else list(reversed(engines))
+            for name in names:
+                gc.collect()
+                before = written_bytes()
+                record = await engines[name].run(chain, {"x": 0})
+                engines[name].store.flush()
+                assert record.status == "completed" and record.outputs == steps
+                if round_no == 0:
+                    continue
+                wall = (record.finished_at - record.started_at).total_seconds()  # type: ignore[operator]
+                per_step[name].append(wall / steps * 1e6)
+                if name == "sqlite":
+                    wrote.append(written_bytes() - before)
+        for engine in engines.values():
+            engine.store.close()
+        ratios = [s / m for s, m in zip(per_step["sqlite"], per_step["memory"], strict=True)]
+        result["sizes"][str(steps)] = {
+            "rounds": rounds,
+            "per_step_us": {name: summary(v) for name, v in per_step.items()},
+            "ratio": summary(ratios),
+            "bytes_per_execution": summary(wrote),
+            "bytes_per_step": sum(wrote) / len(wrote) / steps,  # checkpoints fall in some rounds
+        }
+    result["load_after"] = load_average()
+    return result
 
 
-def _time_commits(store: Any) -> list[tuple[float, float, int]] | None:
-    """Time the SQLite writer thread's commits (wall, its CPU, events) by wrapping this instance's
-    `_write`; None for a store without a writer thread."""
-    if not isinstance(store, SqliteStore):
-        return None
-    commits: list[tuple[float, float, int]] = []
-    write = store._write
-
-    def timed(batch: dict[str, Any]) -> str | None:
-        began, cpu_began = perf_counter(), thread_time()
-        failure = write(batch)
-        events = sum(len(tail.events) for tail in batch.values())
-        commits.append((perf_counter() - began, thread_time() - cpu_began, events))
-        return failure
-
-    store._write = timed  # type: ignore[method-assign]
-    return commits
+# -- 2. a long-running execution -----------------------------------------------------------
 
 
-# -- 2. 10,000 recorded executions ------------------------------------------------------------
+def make_long(steps: int, seconds: float, marks: list[tuple[float, int]]) -> Pipeline:
+    """`steps` quick steps, then one that reports items as fast as it can for `seconds`,
+    noting (time, bytes written) into `marks` one second in (the quick steps are written
+    by then) and as it ends."""
+    long = Pipeline(f"long-{steps}", description="quick steps, then a long one counting items")
+
+    def quick(x: int) -> int:
+        return x + 1
+
+    def counting(x: int, progress: Progress) -> int:
+        began = perf_counter()
+        marked = False
+        while (now := perf_counter()) < began + seconds:
+            progress.advance()
+            if not marked and now > began + 1.0:
+                marks.append((now, written_bytes()))
+                marked = True
+        marks.append((perf_counter(), written_bytes()))
+        return x
+
+    for i in range(steps):
+        long.step(name=f"s{i}")(quick)
+    long.step(name="counting")(counting)
+    return long
+
+
+async def bench_long(tmp: Path, quick: bool) -> dict[str, Any]:
+    """Bytes the SQLite store writes per minute while the long step runs, over several rounds."""
+    seconds, rounds = (2.0, 2) if quick else (7.0, 5)
+    steps = 10_000
+    marks: list[tuple[float, int]] = []
+    pipeline = make_long(steps, seconds, marks)
+    engine = Engine(store=f"sqlite:///{tmp / 'long.db'}", load_entrypoints=False)
+    per_minute, events = [], []
+    began_load = load_average()
+    for _ in range(rounds):
+        gc.collect()
+        marks.clear()
+        record = await engine.run(pipeline, {"x": 0})
+        (t0, b0), (t1, b1) = marks
+        per_minute.append((b1 - b0) / (t1 - t0) * 60)
+        events.append(record.last_seq)
+    engine.store.close()
+    return {
+        "steps_before": steps,
+        "seconds": seconds,
+        "rounds": rounds,
+        "bytes_per_minute": summary(per_minute),
+        "events_per_execution": statistics.median(events),
+        "load": [began_load, load_average()],
+    }
+
+
+# -- 3. 10,000 recorded executions ------------------------------------------------------------
 
 
 small = Pipeline("small", description="Three steps, one of them counting items")
@@ -368,84 +317,123 @@ def bench_history(tmp: Path, quick: bool) -> dict[str, Any]:
     }
 
 
+# -- 4. the memory store's status filter ---------------------------------------------------
+
+
+def memory_store_with(count: int) -> MemoryStore:
+    """`count` records, one in ten running and the rest completed, as the fold leaves them."""
+    store = MemoryStore()
+    for i in range(count):
+        record = ExecutionRecord(
+            execution_id=f"exec_{i:08d}",
+            pipeline="p",
+            status="pending",
+            progress=None,
+            inputs={},
+            created_at=datetime.now(UTC),
+            steps=[],
+        )
+        for seq, status in enumerate(("pending", "completed" if i % 10 else "running"), 1):
+            record.status = status
+            event = status_of(record, seq)
+            apply_event(record, event)
+            store.append(record, event)
+    return store
+
+
+def bench_status(quick: bool) -> dict[str, Any]:
+    """`list(status=..., limit=50)` latency at 1,000 and 10,000 records, alternating rounds."""
+    repeats = 50 if quick else 300
+    stores = {count: memory_store_with(count) for count in (1_000, 10_000)}
+    found: dict[str, Any] = {"load_before": load_average()}
+    for status in ("running", "completed"):
+        times: dict[int, list[float]] = {count: [] for count in stores}
+        for i in range(repeats):
+            for count in sorted(stores, reverse=bool(i % 2)):
+                began = perf_counter()
+                stores[count].list(status=status, limit=50)  # type: ignore[arg-type]
+                times[count].append((perf_counter() - began) * 1e3)
+        found[status] = {str(count): summary(t) for count, t in times.items()}
+        found[status]["ratio_10k_to_1k"] = (
+            found[status]["10000"]["median"] / found[status]["1000"]["median"]
+        )
+    found["load_after"] = load_average()
+    return found
+
+
 # -- reporting --------------------------------------------------------------------------------
 
 
 def show(results: dict[str, Any]) -> None:
-    """Print one table per section, and the profiles if any were taken."""
+    """Print one table per section."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=140)
     if "steps" in results:
         r = results["steps"]
-        s = r["settings"]
         table = Table(
-            title=f"2a. {STEPS}-step sync pipeline, engine.run per store ({s['repeats']} "
-            f"interleaved rounds after {s['warmup']}; plain loop {r['plain_loop_us']:.0f} µs "
-            "subtracted)"
+            title="1. N-step sync pipeline, engine.run, SQLite vs memory store (alternating "
+            f"rounds; load {r['load_before']} before, {r['load_after']} after)"
         )
         for col in (
-            "store",
-            "µs/step (wall)",
-            "ratio",
+            "steps",
+            "rounds",
+            "memory µs/step",
+            "sqlite µs/step",
+            "ratio (per round)",
+            "ratio min-max",
             "target",
-            "worker-thread CPU µs/step",
-            "process CPU µs/step",
-            "µs/step inside steps",
-            "flush after run ms",
+            "written per execution",
+            "B/step",
         ):
-            table.add_column(col, justify="left" if col == "store" else "right")
-        memory = r["rows"]["memory"]
-        for name, row in r["rows"].items():
-            cpu_ratio = (
-                row["worker_cpu_per_step_us"]["median"] / memory["worker_cpu_per_step_us"]["median"]
-            )
+            table.add_column(col, justify="right")
+        for steps, row in r["sizes"].items():
+            ratio = row["ratio"]
             table.add_row(
-                name,
-                fmt(row["per_step_us"], digits=1),
-                f"{row['per_step_us']['median'] / memory['per_step_us']['median']:.2f}",
-                f"≤ {TARGET_RATIO}" if name == "sqlite" else "",
-                f"{fmt(row['worker_cpu_per_step_us'], digits=1)} ({cpu_ratio:.2f}x)",
-                fmt(row["process_cpu_per_step_us"], digits=1),
-                fmt(row["inner_per_step_us"], digits=1),
-                fmt(row["flush_ms"], digits=2),
+                f"{int(steps):,}",
+                str(row["rounds"]),
+                fmt(row["per_step_us"]["memory"], digits=2),
+                fmt(row["per_step_us"]["sqlite"], digits=2),
+                f"{fmt(ratio, digits=2)} (spread {ratio['spread']:.0%})",
+                f"{ratio['min']:.2f}-{ratio['max']:.2f}",
+                f"≤ {TARGET_RATIO}",
+                f"{row['bytes_per_execution']['median'] / 2**20:.2f} MiB",
+                f"{row['bytes_per_step']:.0f}",
             )
         console.print(table)
+    if "long" in results:
+        r = results["long"]
+        m = r["bytes_per_minute"]
         console.print(
-            f"SQLite file per {STEPS}-step execution: {r['db_bytes_per_execution'] / 1024:.1f} KiB"
+            f"2. long step after {r['steps_before']:,} finished ones, counting items for "
+            f"{r['seconds']:.0f} s ({r['rounds']} rounds, load {r['load'][0]} → {r['load'][1]}): "
+            f"{m['median'] / 2**20:.2f} MiB written per minute "
+            f"(min-max {m['min'] / 2**20:.2f}-{m['max'] / 2**20:.2f}, spread {m['spread']:.0%}); "
+            f"{r['events_per_execution']:,.0f} events per execution"
         )
-        for name, prof in r.get("profiles", {}).items():
-            console.print(
-                f"\n[bold]cProfile of the worker thread, {name} store[/] "
-                f"({prof['profiled_us_per_step']:.1f} µs/step under the profiler)"
+    if "status" in results:
+        r = results["status"]
+        table = Table(
+            title="4. MemoryStore.list(status=..., limit=50), ms "
+            f"(load {r['load_before']} → {r['load_after']})"
+        )
+        for col in ("status", "1,000 records", "10,000 records", "10k / 1k"):
+            table.add_column(col, justify="right")
+        for status in ("running", "completed"):
+            row = r[status]
+            table.add_row(
+                status,
+                fmt(row["1000"], digits=3),
+                fmt(row["10000"], digits=3),
+                f"{row['ratio_10k_to_1k']:.2f}",
             )
-            ptable = Table()
-            for col in ("function", "calls/step", "tottime µs/step", "cumtime µs/step"):
-                ptable.add_column(col, justify="left" if col == "function" else "right")
-            for e in prof["top"]:
-                ptable.add_row(
-                    e["function"],
-                    f"{e['calls_per_step']:.2f}",
-                    f"{e['tottime_us_per_step']:.2f}",
-                    f"{e['cumtime_us_per_step']:.2f}",
-                )
-            console.print(ptable)
-            writer = prof.get("writer")
-            if writer:
-                console.print(
-                    f"writer thread: {writer['commits_per_execution']:.1f} commits per execution "
-                    f"({writer['events_per_commit']:.0f} events each), "
-                    f"{writer['cpu_ms_per_execution']:.2f} ms CPU and "
-                    f"{writer['wall_ms_per_execution']:.2f} ms wall per execution; each commit "
-                    f"re-encodes the record ({writer['record_bytes'] / 1024:.0f} KiB, "
-                    f"{writer['encode_record_us']:.0f} µs)"
-                )
+        console.print(table)
     if "history" in results:
         r = results["history"]
         w = r["written"]
         table = Table(
-            title=f"2b. {w['executions']:,} recorded executions of a 3-step pipeline in SQLite "
+            title=f"3. {w['executions']:,} recorded executions of a 3-step pipeline in SQLite "
             "(latency in ms, one call at a time)"
         )
         for col in ("read", "median ± ½IQR", "p90", "p99", "max"):
@@ -468,18 +456,22 @@ def show(results: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, 1,000 executions")
-    parser.add_argument("--only", action="append", choices=["steps", "history"])
-    parser.add_argument("--profile", action="store_true", help="profile section 1 in any case")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and sizes")
+    parser.add_argument("--only", action="append", choices=["steps", "long", "history", "status"])
     parser.add_argument("--out", type=Path, help="JSON results file")
     args = parser.parse_args()
+    wanted = set(args.only or ["steps", "long", "history", "status"])
     results: dict[str, Any] = {"environment": environment()}
     with tempfile.TemporaryDirectory(prefix="bench_store-") as name:
         tmp = Path(name)
-        if not args.only or "steps" in args.only:
-            results["steps"] = anyio.run(bench_steps, tmp, args.quick, args.profile)
-        if not args.only or "history" in args.only:
+        if "steps" in wanted:
+            results["steps"] = anyio.run(bench_steps, tmp, args.quick)
+        if "long" in wanted:
+            results["long"] = anyio.run(bench_long, tmp, args.quick)
+        if "history" in wanted:
             results["history"] = bench_history(tmp, args.quick)
+        if "status" in wanted:
+            results["status"] = bench_status(args.quick)
     results["environment"]["load_average_after"] = os.getloadavg()
     show(results)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

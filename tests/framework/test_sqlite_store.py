@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,17 +26,21 @@ import pytest
 from stepstream import Engine, ErrorInfo, Pipeline, Progress, StoreError, make_plugin_manager
 from stepstream.cli.loader import load_pipeline
 from stepstream.model.events import (
+    AnyEvent,
     CancelledEvent,
     CompletedEvent,
     Event,
     ExecutionRecord,
     FailedEvent,
+    LogLine,
     ProgressEvent,
     ProgressSnapshot,
     StartedEvent,
     StatusEvent,
     StepState,
+    encode,
 )
+from stepstream.model.fold import apply_event, status_of
 from stepstream.stores import ExecutionStore, open_store
 from stepstream.stores.memory import MemoryStore
 from stepstream.stores.sqlite import SCHEMA_VERSION, SqliteStore, chunk_decoder
@@ -366,7 +373,8 @@ def test_a_long_step_leaves_one_progress_row_not_one_per_flush(
 def test_reads_include_queued_events_but_an_ending_only_once_it_is_written(
     db: Path, opened: Callable[..., SqliteStore]
 ) -> None:
-    store = opened(flush_interval=NEVER, batch_size=10**9)
+    store = opened(cls=HeldCommits, flush_interval=NEVER, batch_size=10**9)
+    store.held = (StartedEvent, CompletedEvent)  # both ask for a commit at once
     engine = Engine(store=store, load_entrypoints=False)
     record = new_record(engine, _shapes(), {"path": "a", "sizes": [1]})
     eid = record.execution_id
@@ -405,6 +413,7 @@ def test_reads_include_queued_events_but_an_ending_only_once_it_is_written(
     assert [r.execution_id for r in store.list(status="completed")] == []
     assert [e.seq for e in store.events(eid)] == [1, 2, 6]
     assert kept == []
+    store.hold.set()  # the commits asked for at once were held until now
     store.flush()
     assert kept == ["completed"]  # the callback runs after the commit, and sees it
     assert store.get(eid) == record
@@ -413,6 +422,22 @@ def test_reads_include_queued_events_but_an_ending_only_once_it_is_written(
     reopened = opened()
     assert [e.seq for e in reopened.events(eid)] == [1, 2, 6, 7]
     assert reopened.get(eid) == record
+
+
+def test_a_started_execution_is_on_disk_at_once_so_a_restart_never_runs_it_again(
+    db: Path, opened: Callable[..., SqliteStore]
+) -> None:
+    store = opened(flush_interval=NEVER, batch_size=10**9)
+    engine = Engine(store=store, load_entrypoints=False)
+    eid = new_record(engine, _shapes(), {"path": "a", "sizes": [1]}).execution_id
+    store.flush()
+    engine.ingest(
+        StartedEvent(execution_id=eid, seq=2, started_at=_now(), progress=_snapshot(0, 0.0))
+    )
+    deadline = time.monotonic() + 20  # the flush interval is an hour: only urgency writes it
+    while sqlite3.connect(db).execute("SELECT status FROM executions").fetchone()[0] != "running":
+        assert time.monotonic() < deadline, "the started event was not written at once"
+        time.sleep(0.01)
 
 
 def test_concurrent_reads_never_skip_or_repeat_an_event_while_the_writer_flushes(
@@ -1138,14 +1163,8 @@ PRAGMA user_version = 1;
 def test_a_store_written_by_the_first_schema_is_migrated_and_keeps_its_executions(
     db: Path, opened: Callable[..., SqliteStore]
 ) -> None:
-    old = Engine(store=opened(db.with_name("old.db")), load_entrypoints=False)
-    record = new_record(old, _shapes(), {"path": "a", "sizes": [1]})
-    old.store.close()
-    row = (
-        sqlite3.connect(db.with_name("old.db"))
-        .execute("SELECT execution_id, pipeline, status, finished_at, record FROM executions")
-        .fetchone()
-    )
+    record = new_record(Engine(load_entrypoints=False), _shapes(), {"path": "a", "sizes": [1]})
+    row = (record.execution_id, record.pipeline, record.status, None, encode(record))
     conn = sqlite3.connect(db)
     conn.executescript(VERSION_1)
     conn.execute("INSERT INTO executions VALUES (?, ?, ?, ?, ?)", row)
@@ -1182,7 +1201,10 @@ def test_every_name_of_the_file_meets_the_same_lock(
 
 
 class HeldCommits(SqliteStore):
-    """A SQLite store whose commits of an ending wait until the test lets them through."""
+    """A SQLite store whose commits of an ending (or of `held` events) wait until the test
+    lets them through."""
+
+    held: tuple[type[Event], ...] = (CompletedEvent,)
 
     def __init__(self, path: Path, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
@@ -1195,7 +1217,7 @@ class HeldCommits(SqliteStore):
             self.ended.set()
 
     def _commit(self, batch: dict[str, Any], lines: dict[str, Any]) -> dict[str, Event | None]:
-        if any(type(e) is CompletedEvent for tail in batch.values() for e in tail.events):
+        if any(isinstance(e, self.held) for tail in batch.values() for e in tail.events):
             self.hold.wait(20)
         return super()._commit(batch, lines)
 
@@ -1234,3 +1256,121 @@ async def test_nobody_hears_of_an_ending_before_it_is_written(db: Path) -> None:
     reopened = SqliteStore(db)
     assert reopened.get(execution_id).status == "completed"  # type: ignore[union-attr]
     reopened.close()
+
+
+DATA = Path(__file__).parent / "data"
+
+
+class _Expected(msgspec.Struct):
+    """What the schema-3 store read back from `data/store-v3.db` before it was closed."""
+
+    records: dict[str, ExecutionRecord]
+    events: dict[str, list[AnyEvent]]
+    logs: dict[str, list[LogLine]]
+    newest_first: list[str] = msgspec.field(name="list")
+
+
+def test_a_store_written_by_schema_3_is_migrated_and_reads_back_identically(
+    db: Path, opened: Callable[..., SqliteStore]
+) -> None:
+    # store-v3.db was written by the schema-3 store (commit 32aa221): a completed run, a keyed
+    # pending one, a failed, a running (with log lines) and a cancelled execution.
+    shutil.copy(DATA / "store-v3.db", db)
+    expected = msgspec.json.decode((DATA / "store-v3.json").read_bytes(), type=_Expected)
+    store = opened()
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    for execution_id, record in expected.records.items():
+        assert store.get(execution_id) == record
+        assert store.events(execution_id) == expected.events[execution_id]
+        assert store.logs(execution_id) == expected.logs[execution_id]
+    assert [r.execution_id for r in store.list()] == expected.newest_first
+    assert store.by_idempotency_key("order-7") == expected.records[expected.newest_first[3]]
+    running = store.unfinished()[-1]
+    assert running.status == "running"
+    engine = Engine(store=store, load_entrypoints=False)
+    finished_at = running.started_at + timedelta(seconds=5)  # type: ignore[operator]
+    engine.ingest(CancelledEvent(execution_id=running.execution_id, seq=5, finished_at=finished_at))
+    store.close()
+    reopened = opened()
+    kept = reopened.get(running.execution_id)
+    assert kept.status == "cancelled" and kept.steps[0].status == "cancelled"
+    completed = expected.records[expected.newest_first[-1]]
+    assert reopened.step_durations("shapes") == {
+        s.name: [s.duration_seconds] for s in completed.steps
+    }
+
+
+def _wide_record(steps: int) -> ExecutionRecord:
+    """A new pending execution of `steps` steps, as the recorder creates one."""
+    return ExecutionRecord(
+        execution_id=f"exec_wide_{steps:08d}",
+        pipeline="wide",
+        status="pending",
+        progress=None,
+        inputs={"n": steps},
+        created_at=_now(),
+        steps=[
+            StepState(name=f"s{i}", index=i, status="pending", weight=1.0) for i in range(steps)
+        ],
+    )
+
+
+def test_a_flush_writes_what_changed_not_the_steps_already_stored(
+    db: Path, opened: Callable[..., SqliteStore]
+) -> None:
+    store = opened(flush_interval=NEVER, batch_size=10**9)
+    wal = Path(f"{db}-wal")
+
+    def written(record: ExecutionRecord, *events: Event) -> int:
+        """Bytes the write-ahead log takes for these events, appended and flushed."""
+        with sqlite3.connect(db) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for event in events:
+            apply_event(record, event)
+            store.append(record, event)
+        store.flush()
+        return wal.stat().st_size
+
+    def step_events(record: ExecutionRecord, index: int) -> list[Event]:
+        """Step `index` starts, reports items and completes: what a step's run appends."""
+        at, seq, step = _now(), record.last_seq, record.steps[index]
+        progress = ProgressSnapshot(
+            current_step=index,
+            total_steps=len(record.steps),
+            percentage=50.0,
+            current_step_name=step.name,
+        )
+        running = msgspec.structs.replace(step, status="running", started_at=at)
+        done = msgspec.structs.replace(running, status="completed", duration_seconds=0.1)
+        return [
+            ProgressEvent(
+                execution_id=record.execution_id, seq=seq + 1, progress=progress, step=running
+            ),
+            ProgressEvent(execution_id=record.execution_id, seq=seq + 2, progress=progress),
+            ProgressEvent(
+                execution_id=record.execution_id, seq=seq + 3, progress=progress, step=done
+            ),
+        ]
+
+    per_flush: dict[int, list[int]] = {}
+    for steps in (100, 20_000):
+        record = _wide_record(steps)
+        created = written(record, status_of(record, seq=1))
+        started = StartedEvent(
+            execution_id=record.execution_id,
+            seq=2,
+            started_at=_now(),
+            progress=ProgressSnapshot(
+                current_step=0, total_steps=steps, percentage=0.0, current_step_name="s0"
+            ),
+        )
+        written(record, started)
+        per_flush[steps] = [written(record, *step_events(record, i)) for i in (0, 1, 50, 99)]
+        assert created > 20 * max(per_flush[steps]) or steps == 100  # the first write is whole
+        assert store.get(record.execution_id) == record
+    page = sqlite3.connect(db).execute("PRAGMA page_size").fetchone()[0] + 24  # a WAL frame
+    # A step's events cost the same few pages whether 100 or 20,000 steps are stored (a new
+    # or growing row may split a page, and a larger tree may be a level deeper: a page more).
+    assert statistics.median(per_flush[100]) <= 6 * page
+    assert statistics.median(per_flush[20_000]) <= statistics.median(per_flush[100]) + page
+    assert max(per_flush[20_000]) <= 10 * page

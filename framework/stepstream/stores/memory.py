@@ -5,11 +5,11 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable
 
 from ..hookspecs import hookimpl
-from ..model.events import Event, ExecutionRecord, LogLine, Status
+from ..model.events import Event, ExecutionRecord, LogLine, ProgressEvent, Status
 from ..model.fold import append_coalesced, apply_event, copy_record
 from . import step_durations_of
 
@@ -17,8 +17,9 @@ from . import step_durations_of
 class MemoryStore:
     """Records and event logs in dicts; each record is the store's own, kept by the one fold.
 
-    Each execution has one appending thread at a time, so appends to an existing
-    execution need no lock; the lock guards the set of executions.
+    Each execution has one appending thread at a time, so progress appended to an
+    existing execution needs no lock; the lock guards the set of executions and the
+    index of ids by status, which only lifecycle events change.
     """
 
     seq_headroom = 0
@@ -27,6 +28,7 @@ class MemoryStore:
         self._records: dict[str, ExecutionRecord] = {}
         self._logs: dict[str, list[Event]] = {}
         self._ids: list[str] = []
+        self._by_status: defaultdict[str, list[str]] = defaultdict(list)  # sorted ids by status
         self._keys: dict[str, str] = {}  # idempotency key: execution id
         self._lines: dict[str, deque[LogLine]] = {}  # captured log lines, the last ones
         self._lock = threading.Lock()
@@ -45,11 +47,26 @@ class MemoryStore:
                 self._records[execution_id] = copy_record(record)
                 self._logs[execution_id] = [event]
                 bisect.insort(self._ids, execution_id)
+                bisect.insort(self._by_status[record.status], execution_id)
                 if record.idempotency_key is not None:
                     self._keys[record.idempotency_key] = execution_id
             return
         append_coalesced(log, event)
-        apply_event(self._records[execution_id], event)
+        stored = self._records[execution_id]
+        if type(event) is ProgressEvent:  # the per-step path: progress never moves the status
+            apply_event(stored, event)
+            return
+        with self._lock:
+            was = stored.status
+            apply_event(stored, event)
+            if stored.status != was:
+                self._unindex(execution_id, was)
+                bisect.insort(self._by_status[stored.status], execution_id)
+
+    def _unindex(self, execution_id: str, status: str) -> None:
+        """Take the id out of its status's list (lock held)."""
+        ids = self._by_status[status]
+        del ids[bisect.bisect_left(ids, execution_id)]
 
     def get(self, execution_id: str) -> ExecutionRecord | None:
         """A copy of the record: the store goes on folding events into its own."""
@@ -87,29 +104,25 @@ class MemoryStore:
         limit: int = 50,
         before: str | None = None,
     ) -> list[ExecutionRecord]:
-        """Newest first, filtered, from just before the `before` id."""
+        """Newest first, filtered, from just before the `before` id: a status's own ids."""
         with self._lock:
-            end = bisect.bisect_left(self._ids, before) if before else len(self._ids)
-            ids = self._ids[:end]
-        page: list[ExecutionRecord] = []
-        for execution_id in reversed(ids):
-            record = self._records.get(execution_id)
-            if record is None:  # pruned meanwhile
-                continue
-            if status is not None and record.status != status:
-                continue
-            if pipeline is not None and record.pipeline != pipeline:
-                continue
-            page.append(copy_record(record))
-            if len(page) >= limit:
-                break
-        return page
+            ids = self._ids if status is None else self._by_status[status]
+            end = bisect.bisect_left(ids, before) if before else len(ids)
+            page: list[ExecutionRecord] = []
+            for i in range(end - 1, -1, -1):
+                record = self._records[ids[i]]
+                if pipeline is None or record.pipeline == pipeline:
+                    page.append(record)
+                    if len(page) >= limit:
+                        break
+        return [copy_record(r) for r in page]
 
     def unfinished(self) -> list[ExecutionRecord]:
         """`pending` and `running` records, oldest first."""
         with self._lock:
-            records = [self._records[i] for i in self._ids]
-        return [copy_record(r) for r in records if not r.finished]
+            ids = sorted(self._by_status["pending"] + self._by_status["running"])
+            records = [self._records[i] for i in ids]
+        return [copy_record(r) for r in records]
 
     def step_durations(self, pipeline: str, limit: int = 20) -> dict[str, list[float]]:
         """Durations of each step over the last `limit` completed executions, newest first."""
@@ -129,9 +142,10 @@ class MemoryStore:
                     if finished_at is not None and finished_at.timestamp() < cutoff:
                         doomed.add(i)
             for execution_id in doomed:
-                key = self._records.pop(execution_id).idempotency_key
-                if key is not None:
-                    del self._keys[key]
+                record = self._records.pop(execution_id)
+                self._unindex(execution_id, record.status)
+                if record.idempotency_key is not None:
+                    del self._keys[record.idempotency_key]
                 del self._logs[execution_id]
                 self._lines.pop(execution_id, None)
             self._ids = [i for i in self._ids if i not in doomed]

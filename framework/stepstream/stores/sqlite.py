@@ -8,28 +8,35 @@ time, but different executions may append concurrently from different threads;
 queues: it never encodes or touches the disk, and copies a record only to start a
 tail (once per execution per flush).
 
+Kept per execution while it is live here (from its first append until its ending is
+committed): the store's own copy of its record, made once and kept current by folding
+each event into it with `model.fold.apply_event` (exact: the recorder changes records
+only through events). Reads of a live execution come from this copy.
+
 Queued per execution (its "tail"): the events not yet written, coalesced by
 `model.fold.supersedes` exactly as the memory store's log is (every lifecycle event
-and, between two of them, only the latest progress event), and a private copy of
-its record, made once when the tail is created and then kept current by folding
-each event into it with `model.fold.apply_event` (exact: the recorder changes records
-only through events). A writer thread commits the queued tails every
-`flush_interval` seconds, or sooner when much is queued, in one transaction (WAL
-mode, synchronous=NORMAL). Until it is committed, a tail is an overlay that every
-read merges with the file, so reads are always current and never repeat or skip
-an event.
+and, between two of them, only the latest progress event), and which rows of step
+states they changed. A writer thread commits the queued tails every `flush_interval`
+seconds, or sooner when much is queued, in one transaction (WAL mode,
+synchronous=NORMAL), so reads never repeat or skip an event.
 
-Events are stored in chunks: one row per execution per flush (a JSON array), so
-the file grows with lifecycle events and flushes, not with steps or items. A
-chunk holding only an event that the next flush's first event supersedes (a lone
-progress event) is replaced by it, so a long step leaves one progress row, not
-one per flush.
+What a commit writes is proportional to what changed, never to the record's size: the
+events as one chunk (one row per execution per flush, a JSON array), the record's
+changing scalar parts (`state`: status, progress, times, outputs, error), and the rows
+of `STEPS_PER_ROW` step states that hold a changed step. The rest of the record
+(`record`: id, pipeline, inputs, ...) and every step (one row, numbered -1, which later
+rows override) are written once, when the store first sees the execution. A chunk of
+events holding only an event that the next flush's first event supersedes (a lone
+progress event) is replaced by it, so a long step leaves one progress row, not one per
+flush.
 
 A terminal event is shown to readers only once it is committed: until then
 `get`, `list` and `events` show the execution as it stood before it, and
 `on_kept` callbacks (the recorder publishes the ending from one) run on the
 writer thread after the commit. A terminal event asks for a commit at once.
 So a crash, or a full disk, can delay an ending but never take one back.
+A `started` event asks for one too: once it is kept, a restart ends the execution
+`failed` rather than queueing it again to repeat what its steps already did.
 
 Waiting (`flush`, and `append` when an execution runs `seq_headroom` events ahead
 of the file) never holds the store lock: it waits on a condition, which releases
@@ -52,8 +59,9 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -63,29 +71,44 @@ from ..hookspecs import hookimpl
 from ..model.events import (
     TERMINAL_EVENTS,
     AnyEvent,
+    ErrorInfo,
     Event,
     ExecutionRecord,
     LogLine,
+    ProgressEvent,
+    ProgressSnapshot,
+    StartedEvent,
     Status,
+    StepState,
     encode,
     record_decoder,
 )
 from ..model.fold import append_coalesced, apply_event, coalesced, copy_record, supersedes
+from . import step_durations_of
 
 log = logging.getLogger("stepstream.stores.sqlite")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x53545354  # "STST": marks the file as a stepstream store
 SQLITE_HEADER = b"SQLite format 3\x00"
+STEPS_PER_ROW = 32  # step states per row of `steps`: about one 4 KiB page of JSON
 
-SCHEMA = """
+STEPS_TABLE = """
+CREATE TABLE steps (
+    execution_id TEXT NOT NULL,
+    first_index INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (execution_id, first_index)
+)"""
+SCHEMA = f"""
 CREATE TABLE executions (
     execution_id TEXT PRIMARY KEY,
     pipeline TEXT NOT NULL,
     status TEXT NOT NULL,
     finished_at REAL,
     record BLOB NOT NULL,
-    idempotency_key TEXT
+    idempotency_key TEXT,
+    state BLOB
 );
 CREATE INDEX executions_by_key ON executions (idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX executions_by_status ON executions (status, execution_id);
@@ -106,8 +129,87 @@ CREATE TABLE logs (
     data BLOB NOT NULL,
     PRIMARY KEY (execution_id, n)
 );
+{STEPS_TABLE};
 """
-TABLES = frozenset({"executions", "events"})  # "logs" came with version 3
+TABLES = frozenset({"executions", "events"})  # "logs" came with version 3, "steps" with 4
+READERS_KEPT = 4  # idle read connections kept for reuse; more are opened while threads need them
+PRUNE_BATCH = 500  # executions deleted per transaction, so the writer's flushes interleave
+FINISHED_CACHE = 1024  # decoded finished records kept for polls: a 1,000-step one takes ~0.5 ms
+
+URGENT_EVENTS = (StartedEvent, *TERMINAL_EVENTS)  # committed at once, not at the next flush
+chunk_decoder = msgspec.json.Decoder(list[AnyEvent])
+line_decoder = msgspec.json.Decoder(LogLine)
+step_row_decoder = msgspec.json.Decoder(list[StepState])
+
+
+class _State(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The parts of a record that change after it is created: rewritten on every commit."""
+
+    status: Status
+    progress: ProgressSnapshot | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outputs: Any = None
+    error: ErrorInfo | None = None
+    last_seq: int = 0
+
+
+state_decoder = msgspec.json.Decoder(_State)
+STATE_FIELDS = _State.__struct_fields__
+
+
+def _state_of(record: ExecutionRecord) -> _State:
+    """The changing parts of `record`, to be written."""
+    return _State(
+        status=record.status,
+        progress=record.progress,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        outputs=record.outputs,
+        error=record.error,
+        last_seq=record.last_seq,
+    )
+
+
+def _assembled(head: bytes, state: bytes | None, rows: list[tuple[int, bytes]]) -> ExecutionRecord:
+    """A record from its stored parts: `state` (None in a file migrated from version 3)
+    overrides what `head` held when written; the step row numbered -1 holds every step as
+    first written, each later row the steps it starts at."""
+    record = record_decoder.decode(head)
+    if state is not None:
+        changing = state_decoder.decode(state)
+        for name in STATE_FIELDS:
+            setattr(record, name, getattr(changing, name))
+    for first, data in rows:
+        steps = step_row_decoder.decode(data)
+        if first < 0:
+            record.steps = steps
+        else:
+            record.steps[first : first + len(steps)] = steps
+    return record
+
+
+def _rows(
+    execution_id: str, steps: list[StepState], firsts: Iterable[int]
+) -> list[tuple[str, int, list[StepState]]]:
+    """Rows of step states, each named by its first index; slices, so later folds leave them."""
+    return [(execution_id, first, steps[first : first + STEPS_PER_ROW]) for first in firsts]
+
+
+def _head(record: ExecutionRecord) -> ExecutionRecord:
+    """What the `record` column holds: the record without its steps or the parts `state`
+    holds, so a read decodes each part once and a commit rewrites no large row."""
+    return msgspec.structs.replace(
+        record,
+        steps=[],
+        progress=None,
+        started_at=None,
+        finished_at=None,
+        outputs=None,
+        error=None,
+    )
+
+
 # Each step takes a file from the version before it to the next; a file is migrated on open.
 MIGRATIONS = {
     1: """
@@ -122,13 +224,8 @@ CREATE TABLE logs (
     PRIMARY KEY (execution_id, n)
 );
 """,
+    3: f"ALTER TABLE executions ADD COLUMN state BLOB;\n{STEPS_TABLE};",
 }
-READERS_KEPT = 4  # idle read connections kept for reuse; more are opened while threads need them
-PRUNE_BATCH = 500  # executions deleted per transaction, so the writer's flushes interleave
-FINISHED_CACHE = 1024  # decoded finished records kept for polls: a 1,000-step one takes ~0.5 ms
-
-chunk_decoder = msgspec.json.Decoder(list[AnyEvent])
-line_decoder = msgspec.json.Decoder(LogLine)
 
 
 class _StepTime(msgspec.Struct):
@@ -144,37 +241,76 @@ steps_decoder = msgspec.json.Decoder(list[_StepTime])
 _open_stores: set[SqliteStore] = set()
 
 
-class _Tail:
-    """One execution's queued, not yet committed state: its events and its current record.
+class _Live:
+    """An execution appended to since the store opened, until its ending is committed.
 
-    `record` is the tail's own copy (steps included), made once when the tail is
-    created and then kept current by folding each event into it. `visible` is what
-    readers see meanwhile: the same record, except that a terminal event waiting to
-    be committed is not shown (None: read the file). `limit` is the seq from which
-    `append` checks again that the writer keeps up.
+    `record` is the store's own copy, made once and kept current by folding each
+    event into it. `shown` is what readers see: the same record, except that a
+    terminal event waiting to be committed is not shown (None: read the file).
     """
 
-    __slots__ = ("events", "limit", "record", "visible")
+    __slots__ = ("record", "shown")
 
-    def __init__(self, record: ExecutionRecord, event: Event, limit: int) -> None:
+    def __init__(self, record: ExecutionRecord, event: Event) -> None:
         self.record = copy_record(record)  # the caller's record, `event` already folded in
-        self.visible: ExecutionRecord | None = (
+        self.shown: ExecutionRecord | None = (
             None if isinstance(event, TERMINAL_EVENTS) else self.record
         )
-        self.events: list[Event] = []
-        self.limit = limit
 
-    def fold(self, event: Event) -> None:
-        """Fold a later event in; a terminal one leaves readers the state before it."""
-        if isinstance(event, TERMINAL_EVENTS):
-            self.visible = copy_record(self.record)
-        apply_event(self.record, event)
+    def fold(self, event: Event, changed: set[int]) -> None:
+        """Fold a later event in, adding the numbers of the step rows it changes to `changed`."""
+        record = self.record
+        if type(event) is ProgressEvent:  # the per-step path: kept short
+            if event.step is not None:
+                changed.add(event.step.index // STEPS_PER_ROW)
+            if event.steps:
+                changed.update(step.index // STEPS_PER_ROW for step in event.steps)
+        elif isinstance(event, TERMINAL_EVENTS):  # readers see the state before it until kept
+            self.shown = copy_record(record)
+            changed.update(  # steps still running share the ending
+                i // STEPS_PER_ROW for i, s in enumerate(record.steps) if s.status == "running"
+            )
+        apply_event(record, event)
+
+
+class _Tail:
+    """One execution's changes not yet committed: its events, the step rows they changed
+    (by number; `whole`: the whole record, as when first written), and the seq from which
+    `append` checks again that the writer keeps up.
+
+    When the writer takes the tail, `record` (the record's scalar parts) and `rows` (the
+    changed step rows; if `whole`, one row of every step) are set from the live record:
+    what the commit writes.
+    """
+
+    __slots__ = ("changed", "events", "limit", "live", "record", "rows", "whole")
+
+    def __init__(self, live: _Live, limit: int) -> None:
+        self.live = live
+        self.events: list[Event] = []
+        self.changed: set[int] = set()
+        self.limit = limit
+        self.whole = False
+        self.record: ExecutionRecord | None = None
+        self.rows: list[tuple[str, int, list[StepState]]] = []
+
+    def take(self) -> None:
+        """Note what to write from the live record (lock held), copied or sliced, so later
+        folds leave it alone."""
+        live = self.live.record
+        if self.whole:  # every step in one row, numbered -1; later rows override it
+            self.record = msgspec.structs.replace(live, steps=[])
+            self.rows = [(live.execution_id, -1, list(live.steps))]
+        else:
+            self.record = msgspec.structs.replace(live, steps=[])
+            firsts = (row * STEPS_PER_ROW for row in sorted(self.changed))
+            self.rows = _rows(live.execution_id, live.steps, firsts)
 
     def after(self, older: _Tail) -> None:
-        """Take the place of a tail that failed to commit, its events first."""
+        """Take the place of a tail that failed to commit, its events and rows first."""
         self.events = coalesced(older.events + self.events)
-        if self.visible is None:  # this tail began with the terminal event
-            self.visible = older.record
+        self.changed |= older.changed
+        self.whole = self.whole or older.whole
 
 
 class _Lines:
@@ -196,7 +332,9 @@ class SqliteStore:
 
     # An event's seq may run this far ahead of what is committed before `append` waits for
     # the writer; a restart numbers its first event past it, so no seq a client saw repeats.
-    seq_headroom = 10_000
+    # About two seconds of the fastest producer (~2 µs an event), so only a stalled writer
+    # makes it wait: at 10,000 a fast pipeline waited for the writer on almost every flush.
+    seq_headroom = 1_000_000
 
     def __init__(
         self, path: str | os.PathLike[str], *, flush_interval: float = 0.025, batch_size: int = 512
@@ -212,6 +350,7 @@ class SqliteStore:
         self._file_lock = threading.Lock()  # one transaction at a time: a flush or a prune batch
         self._readers_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
+        self._live: dict[str, _Live] = {}  # executions appended to, until their ending is kept
         self._pending: dict[str, _Tail] = {}
         self._inflight: dict[str, _Tail] = {}
         self._pending_logs: dict[str, _Lines] = {}  # captured lines, written with the next batch
@@ -254,7 +393,8 @@ class SqliteStore:
     # -- writing ----------------------------------------------------------------
 
     def append(self, record: ExecutionRecord, event: Event) -> None:
-        """Queue the event and fold it into the queued record: no copy, no encoding, no disk.
+        """Queue the event and fold it into the store's record: no encoding, no disk, and a
+        copy of the record only when the execution is new here.
 
         Safe from any thread; appends of one execution must come in seq order (one
         producer at a time), appends of different executions may run concurrently.
@@ -266,23 +406,35 @@ class SqliteStore:
                     f"store {self.path} is closed; event {event.seq} of {execution_id} was not kept"
                 )
             tail = self._pending.get(execution_id)
-            if tail is not None and event.seq < tail.limit:
-                tail.fold(event)
+            if tail is None or event.seq >= tail.limit:
+                tail = self._tail(record, event)  # may wait, releasing the lock
             else:
-                limit = self._limit(execution_id, event.seq)  # may wait, releasing the lock
-                tail = self._pending.get(execution_id)
-                if tail is None:
-                    tail = self._pending[execution_id] = _Tail(record, event, limit)
-                else:
-                    tail.limit = limit
-                    tail.fold(event)
+                tail.live.fold(event, tail.changed)
             if not append_coalesced(tail.events, event):
                 return
             self._queued += 1
             if self._queued == 1:
                 self._work.set()
-            if self._queued == self.batch_size or isinstance(event, TERMINAL_EVENTS):
+            if self._queued == self.batch_size or isinstance(event, URGENT_EVENTS):
                 self._urgent.set()  # an ending waits to be shown until it is kept: commit now
+
+    def _tail(self, record: ExecutionRecord, event: Event) -> _Tail:
+        """The execution's tail with `event` folded in, new if none is queued; the execution
+        is new here if it is not live (lock held)."""
+        execution_id = record.execution_id
+        limit = self._limit(execution_id, event.seq)  # may wait, releasing the lock
+        live = self._live.get(execution_id)
+        if live is None:
+            live = self._live[execution_id] = _Live(record, event)
+            tail = self._pending[execution_id] = _Tail(live, limit)
+            tail.whole = True
+            return tail
+        tail = self._pending.get(execution_id)
+        if tail is None:
+            tail = self._pending[execution_id] = _Tail(live, limit)
+        tail.limit = limit
+        live.fold(event, tail.changed)
+        return tail
 
     def _limit(self, execution_id: str, seq: int) -> int:
         """The seq from which to check on the writer again; first waits while `seq` runs
@@ -386,6 +538,8 @@ class SqliteStore:
                 self._work.clear()
                 self._urgent.clear()
                 batch, self._pending = self._pending, {}
+                for tail in batch.values():
+                    tail.take()
                 self._inflight = batch
                 lines, self._pending_logs = self._pending_logs, {}
                 self._inflight_logs = lines
@@ -403,6 +557,7 @@ class SqliteStore:
                         last = tail.events[-1]
                         if isinstance(last, TERMINAL_EVENTS):
                             self._durable.pop(execution_id, None)
+                            self._keep_finished(self._live.pop(execution_id).record)
                         else:
                             self._durable[execution_id] = last.seq
                 else:
@@ -453,33 +608,47 @@ class SqliteStore:
         return None
 
     def _commit(self, batch: dict[str, _Tail], lines: dict[str, _Lines]) -> dict[str, Event | None]:
-        """Encode the batch, then write it: one chunk and one record per execution, and the
-        captured lines (each execution's last `keep`)."""
+        """Encode what changed, then write it in one transaction: per execution one chunk of
+        events, its state and its changed step rows (the whole record the first time), and
+        the captured lines (each execution's last `keep`)."""
         chunks: list[tuple[str, int, int, bytes]] = []
-        records: list[tuple[str, str, str, float | None, bytes, str | None]] = []
         replaced: list[tuple[str, int]] = []
+        created: list[tuple[str, str, str, float | None, bytes, str | None, bytes]] = []
+        moved: list[tuple[str, float | None, bytes, str]] = []  # status too: indexed, so apart
+        progressed: list[tuple[bytes, str]] = []
+        rows: list[tuple[str, int, list[StepState]]] = []
+        cleared: list[tuple[str]] = []  # whole records: one row holds all their steps again
         lone: dict[str, Event | None] = {}
         for execution_id, tail in batch.items():
-            events = tail.events
+            events, record = tail.events, tail.record
+            assert record is not None, "the writer takes every tail before committing it"
             previous = self._lone.get(execution_id)
             if previous is not None and supersedes(events[0], previous):
                 replaced.append((execution_id, previous.seq))
             chunks.append((execution_id, events[0].seq, events[-1].seq, encode(events)))
-            record = tail.record
             finished = (
                 record.finished_at.timestamp() if record.finished and record.finished_at else None
             )
             lone[execution_id] = events[0] if len(events) == 1 and not record.finished else None
-            records.append(
-                (
-                    execution_id,
-                    record.pipeline,
-                    record.status,
-                    finished,
-                    encode(record),
-                    record.idempotency_key,
+            state = encode(_state_of(record))
+            if tail.whole:
+                created.append(
+                    (
+                        execution_id,
+                        record.pipeline,
+                        record.status,
+                        finished,
+                        encode(_head(record)),
+                        record.idempotency_key,
+                        state,
+                    )
                 )
-            )
+                cleared.append((execution_id,))
+            elif any(type(e) is not ProgressEvent for e in events):  # a lifecycle event
+                moved.append((record.status, finished, state, execution_id))
+            else:
+                progressed.append((state, execution_id))
+            rows.extend(tail.rows)
         conn = self._writer
         with self._file_lock:
             try:
@@ -489,10 +658,26 @@ class SqliteStore:
                 )
                 conn.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?)", chunks)
                 conn.executemany(
-                    "INSERT INTO executions VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (execution_id) "
-                    "DO UPDATE SET status = excluded.status, finished_at = excluded.finished_at, "
-                    "record = excluded.record",
-                    records,
+                    "INSERT INTO executions (execution_id, pipeline, status, finished_at, record, "
+                    "idempotency_key, state) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (execution_id) DO UPDATE SET status = excluded.status, "
+                    "finished_at = excluded.finished_at, record = excluded.record, "
+                    "state = excluded.state",
+                    created,
+                )
+                conn.executemany(
+                    "UPDATE executions SET status = ?, finished_at = ?, state = ? "
+                    "WHERE execution_id = ?",
+                    moved,
+                )
+                conn.executemany(
+                    "UPDATE executions SET state = ? WHERE execution_id = ?", progressed
+                )
+                conn.executemany("DELETE FROM steps WHERE execution_id = ?", cleared)
+                conn.executemany(
+                    "INSERT INTO steps VALUES (?, ?, ?) ON CONFLICT (execution_id, first_index) "
+                    "DO UPDATE SET data = excluded.data",  # in place: one page, a replace six
+                    [(eid, first, encode(steps)) for eid, first, steps in rows],
                 )
                 conn.executemany(
                     "INSERT OR REPLACE INTO logs VALUES (?, ?, ?)",
@@ -542,61 +727,67 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read store {self.path}: {exc}") from exc
 
+    def _records(self, executions: str, params: tuple[Any, ...]) -> dict[str, ExecutionRecord]:
+        """The records of the rows an `executions` query selects (id, record, state), with
+        their step rows: one statement, so one consistent snapshot."""
+        rows = self._query(
+            f"WITH e AS ({executions}) SELECT execution_id, -2, record, state FROM e UNION ALL "
+            "SELECT s.execution_id, s.first_index, s.data, NULL FROM e "
+            "CROSS JOIN steps AS s ON s.execution_id = e.execution_id ORDER BY 1, 2",
+            params,
+        )
+        parts: dict[str, tuple[bytes, bytes | None, list[tuple[int, bytes]]]] = {}
+        for execution_id, first, data, state in rows:
+            if first == -2:  # the head; the step rows follow
+                parts[execution_id] = (data, state, [])
+            else:
+                parts[execution_id][2].append((first, data))
+        return {eid: _assembled(*part) for eid, part in parts.items()}
+
     def _overlay(
         self, wanted: Callable[[ExecutionRecord], bool]
     ) -> tuple[set[str], dict[str, ExecutionRecord]]:
-        """The ids of every execution with queued changes, and copies of the queued records
-        that `wanted` accepts: reads take these instead of what the file holds."""
+        """The ids of every live execution readers see here, and copies of those records that
+        `wanted` accepts: reads take these instead of what the file holds."""
         with self._lock:
-            shown = {k: self._visible(k) for k in {*self._inflight, *self._pending}}
-            return {k for k, r in shown.items() if r is not None}, {
-                k: copy_record(r) for k, r in shown.items() if r is not None and wanted(r)
-            }
+            shown = {k: v.shown for k, v in self._live.items() if v.shown is not None}
+            return set(shown), {k: copy_record(r) for k, r in shown.items() if wanted(r)}
 
-    def _visible(self, execution_id: str) -> ExecutionRecord | None:
-        """The queued record readers may see (lock held); None: what the file holds."""
-        for tails in (self._pending, self._inflight):
-            tail = tails.get(execution_id)
-            if tail is not None and tail.visible is not None:
-                return tail.visible
-        return None
+    def _keep_finished(self, record: ExecutionRecord) -> None:
+        """Keep a finished, committed record for later reads (lock held): it never changes."""
+        self._finished[record.execution_id] = record
+        if len(self._finished) > FINISHED_CACHE:
+            self._finished.popitem(last=False)
 
     def get(self, execution_id: str) -> ExecutionRecord | None:
         """The record, queued changes included: a fresh copy, or a shared finished one."""
         with self._lock:
-            visible = self._visible(execution_id)
-            if visible is not None:
-                return copy_record(visible)
+            live = self._live.get(execution_id)
+            if live is not None and live.shown is not None:
+                return copy_record(live.shown)
             cached = self._finished.get(execution_id)
             if cached is not None:
                 self._finished.move_to_end(execution_id)
                 return cached
-        rows = self._query("SELECT record FROM executions WHERE execution_id = ?", (execution_id,))
-        if not rows:
-            return None
-        record = record_decoder.decode(rows[0][0])
-        if record.finished:  # never changes again: polls of it need not decode it every time
+        record = self._records(
+            "SELECT execution_id, record, state FROM executions WHERE execution_id = ?",
+            (execution_id,),
+        ).get(execution_id)
+        if record is not None and record.finished:  # polls of it need not decode it each time
             with self._lock:
-                self._finished[execution_id] = record
-                if len(self._finished) > FINISHED_CACHE:
-                    self._finished.popitem(last=False)
+                self._keep_finished(record)
         return record
 
     def by_idempotency_key(self, key: str) -> ExecutionRecord | None:
-        """The record created with this idempotency key, queued or written."""
+        """The record created with this idempotency key, live here or written."""
         with self._lock:
-            queued = [
-                execution_id
-                for tails in (self._pending, self._inflight)
-                for execution_id, tail in tails.items()
-                if tail.record.idempotency_key == key
-            ]
-        if not queued:
+            ids = [k for k, v in self._live.items() if v.record.idempotency_key == key]
+        if not ids:
             rows = self._query(
                 "SELECT execution_id FROM executions WHERE idempotency_key = ? LIMIT 1", (key,)
             )
-            queued = [rows[0][0]] if rows else []
-        return self.get(queued[0]) if queued else None
+            ids = [rows[0][0]] if rows else []
+        return self.get(ids[0]) if ids else None
 
     def events(self, execution_id: str, after: int = 0) -> list[Event]:
         """Written and queued events with `seq > after`, in order, never waiting on the writer.
@@ -644,45 +835,50 @@ class SqliteStore:
         if before is not None:
             where.append("execution_id < ?")
             params.append(before)
-        sql = "SELECT execution_id, record FROM executions"
+        sql = "SELECT execution_id, record, state FROM executions"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY execution_id DESC LIMIT ?"
-        rows = self._query(sql, (*params, limit + len(queued)))
-        page = {eid: data for eid, data in rows if eid not in queued}
-        ids = sorted({*page, *found}, reverse=True)[:limit]
-        return [found[i] if i in found else record_decoder.decode(page[i]) for i in ids]
+        stored = self._records(sql, (*params, limit + len(queued)))
+        ids = sorted({*(i for i in stored if i not in queued), *found}, reverse=True)[:limit]
+        return [found[i] if i in found else stored[i] for i in ids]
 
     def unfinished(self) -> list[ExecutionRecord]:
         """`pending` and `running` records, oldest first."""
         queued, found = self._overlay(lambda r: not r.finished)
-        rows = self._query(
-            "SELECT execution_id, record FROM executions WHERE status IN ('pending', 'running') "
-            "ORDER BY execution_id"
+        records = self._records(
+            "SELECT execution_id, record, state FROM executions "
+            "WHERE status IN ('pending', 'running')",
+            (),
         )
-        records = {eid: record_decoder.decode(data) for eid, data in rows if eid not in queued}
+        for execution_id in queued:
+            records.pop(execution_id, None)
         records.update(found)
         return [records[i] for i in sorted(records)]
 
     def step_durations(self, pipeline: str, limit: int = 20) -> dict[str, list[float]]:
         """Durations of each step over the last `limit` completed executions, newest first.
 
-        Only the step lists are read (SQLite extracts them), not inputs or outputs.
+        Only the step rows are read and only what history needs of them is decoded.
         """
         queued, found = self._overlay(lambda r: r.status == "completed" and r.pipeline == pipeline)
         rows = self._query(
-            "SELECT execution_id, json_extract(CAST(record AS TEXT), '$.steps') FROM executions "
-            "WHERE pipeline = ? AND status = 'completed' ORDER BY execution_id DESC LIMIT ?",
+            "WITH e AS (SELECT execution_id, record FROM executions WHERE pipeline = ? "
+            "AND status = 'completed' ORDER BY execution_id DESC LIMIT ?) "
+            "SELECT execution_id, -2, json_extract(CAST(record AS TEXT), '$.steps') FROM e "
+            "UNION ALL SELECT s.execution_id, s.first_index, s.data FROM e "
+            "CROSS JOIN steps AS s ON s.execution_id = e.execution_id ORDER BY 1, 2",
             (pipeline, limit + len(queued)),
         )
-        stored = {eid: steps for eid, steps in rows if eid not in queued}
-        durations: dict[str, list[float]] = {}
-        for eid in sorted({*stored, *found}, reverse=True)[:limit]:
-            steps = found[eid].steps if eid in found else steps_decoder.decode(stored[eid])
-            for step in steps:
-                if step.status == "completed" and step.duration_seconds is not None:
-                    durations.setdefault(step.name, []).append(step.duration_seconds)
-        return durations
+        stored: dict[str, list[_StepTime]] = {}
+        for execution_id, first, data in rows:
+            steps = steps_decoder.decode(data)
+            if first < 0:  # the head's (a record from version 3), then all as first written
+                stored[execution_id] = steps
+            else:
+                stored[execution_id][first : first + len(steps)] = steps
+        ids = sorted({*(i for i in stored if i not in queued), *found}, reverse=True)[:limit]
+        return step_durations_of(found[i].steps if i in found else stored[i] for i in ids)
 
     # -- pruning and closing -----------------------------------------------------
 
@@ -725,6 +921,7 @@ class SqliteStore:
                     conn.execute("BEGIN IMMEDIATE")
                     conn.executemany("DELETE FROM events WHERE execution_id = ?", batch)
                     conn.executemany("DELETE FROM logs WHERE execution_id = ?", batch)
+                    conn.executemany("DELETE FROM steps WHERE execution_id = ?", batch)
                     conn.executemany("DELETE FROM executions WHERE execution_id = ?", batch)
                     conn.execute("COMMIT")
                 except sqlite3.Error as exc:
@@ -766,6 +963,7 @@ class SqliteStore:
                 return
             self._closed = True
             lost = sum(len(t.events) for t in self._pending.values())
+            self._live.clear()  # reads of a closed store fail rather than show a stale copy
         with self._readers_lock:
             idle, self._idle = self._idle, []
         for conn in (*idle, self._writer):
@@ -908,10 +1106,27 @@ def _check_schema(conn: sqlite3.Connection, path: str) -> None:
             f"version {SCHEMA_VERSION}; use the stepstream that wrote it or choose another path"
         )
     for step in range(version, SCHEMA_VERSION):
-        conn.executescript(
-            f"BEGIN IMMEDIATE;\n{MIGRATIONS[step]}\nPRAGMA user_version = {step + 1};\nCOMMIT;"
-        )
+        _migrate(conn, MIGRATIONS[step], step + 1)
         log.info("store %s: schema migrated from version %d to %d", path, step, step + 1)
+
+
+def _migrate(
+    conn: sqlite3.Connection, migration: str | Callable[[sqlite3.Connection], None], version: int
+) -> None:
+    """Take the file to `version` in one transaction: all of the step or none of it."""
+    if isinstance(migration, str):
+        conn.executescript(
+            f"BEGIN IMMEDIATE;\n{migration}\nPRAGMA user_version = {version};\nCOMMIT;"
+        )
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        migration(conn)
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
 
 
 @atexit.register
