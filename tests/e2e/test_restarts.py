@@ -516,7 +516,7 @@ def test_a_restart_on_a_full_disk_is_one_line_and_exit_2(
             running = first.submit(**LONG)
             queued = first.submit(items=3)
             first.wait_for(running, "running")
-            first.events(running)  # returns once the lifecycle events so far are on disk
+            first.events(running)  # shows the start, which the store commits at once (as an ending)
             fill(disk)
             # The writer now fails: readiness says so, liveness does not.
             first.wait_until(
