@@ -299,3 +299,15 @@ def test_the_bar_keeps_to_one_line_in_an_80_column_terminal() -> None:
     assert len(frames) >= 2, text  # drawn live, then final
     assert all(len(line) <= 80 for line in lines), max(lines, key=len)
     assert frames[-1].startswith("etl completed") and "100.0%" in frames[-1]
+
+
+def test_run_works_on_the_graph_example(cli) -> None:
+    result = cli("run", "examples/report.py:report", "-i", "days=12")
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout)
+    assert set(outputs) == {"summary", "outliers"}
+    expected = load_pipeline(str(ROOT / "examples/report.py") + ":report").run(days=12)
+    assert outputs == expected
+    assert "100.0%" in result.stderr
+    assert "12 days, total" in result.stderr  # what the last step printed, above the bars
+    assert "12 days" not in result.stdout  # never mixed into the outputs
