@@ -58,6 +58,7 @@ class _Graph:
         self.group: TaskGroup | None = None
 
     async def run(self) -> Any:
+        """Start the steps that wait for none; the others start as what they take is done."""
         self.job.live.guard()  # several steps report at once: their events take turns
         try:
             async with anyio.create_task_group() as self.group:
@@ -93,6 +94,7 @@ class _Graph:
             self.group.start_soon(self.lane)
 
     async def run_async(self, index: int) -> None:
+        """An async step as a task; its own throttle only if it reports progress."""
         job = self.job
         paced = self.steps[index].progress_param is not None
         try:
@@ -105,6 +107,7 @@ class _Graph:
         self.release(self.done(index, result))
 
     async def lane(self) -> None:
+        """A worker thread taking ready sync steps until there are none."""
         try:
             with self.job.branch():
                 await self.runner.in_thread(self.job, self.drain)
