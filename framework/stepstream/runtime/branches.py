@@ -12,7 +12,6 @@ execution fails with its error; the steps it stopped are recorded `cancelled`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import threading
@@ -127,7 +126,7 @@ class _Graph:
             throttle.cancel()
         assert self.group is not None
         self.group.cancel_scope.cancel()
-        asyncio.get_running_loop().call_later(job.grace, job.abandon)
+        job.abandon_after_grace()
 
     # -- in any thread -------------------------------------------------------------
 

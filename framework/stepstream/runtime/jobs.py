@@ -107,12 +107,16 @@ class Job:
         if self.cancelled_at is None:
             self.cancelled_at = time.monotonic()
             self.live.guard()  # from now on a step's thread may have to be sealed off
-            asyncio.get_running_loop().call_later(self.grace, self.abandon)
+            self.abandon_after_grace()
         self._throttle.cancel()
         for throttle in list(self.branch_throttles):
             throttle.cancel()
         if self.scope is not None:
             self.scope.cancel()
+
+    def abandon_after_grace(self) -> None:
+        """Give the sync steps still running the cancel grace to stop; then stop waiting."""
+        asyncio.get_running_loop().call_later(self.grace, self.abandon)
 
     def abandon(self) -> None:
         """The grace period is over: stop waiting for the steps' threads."""
