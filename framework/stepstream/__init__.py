@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .authoring.progress import DEFAULT_INTERVAL as DEFAULT_PROGRESS_INTERVAL
     from .authoring.progress import Progress
     from .client import AsyncClient, Client
+    from .defaults import DEFAULT_CANCEL_GRACE, DEFAULT_LOG_LINES
     from .errors import (
         Cancelled,
         ExecutionElsewhere,
@@ -59,8 +60,7 @@ if TYPE_CHECKING:
     from .model.fold import apply_event, status_of
     from .model.values import DEFAULT_MAX_OUTPUT_BYTES
     from .plugins import PluginManager, make_plugin_manager
-    from .runtime.engine import DEFAULT_LOG_LINES, Engine
-    from .runtime.jobs import DEFAULT_GRACE as DEFAULT_CANCEL_GRACE
+    from .runtime.engine import Engine
     from .stores import ExecutionStore
     from .tracking.recorder import Receipt
     from .tracking.subscriptions import Subscription
@@ -127,8 +127,8 @@ __all__ = [
 _HOMES = {
     "AsyncClient": ("client", "AsyncClient"),
     "Client": ("client", "Client"),
-    "DEFAULT_CANCEL_GRACE": ("runtime.jobs", "DEFAULT_GRACE"),
-    "DEFAULT_LOG_LINES": ("runtime.engine", "DEFAULT_LOG_LINES"),
+    "DEFAULT_CANCEL_GRACE": ("defaults", "DEFAULT_CANCEL_GRACE"),
+    "DEFAULT_LOG_LINES": ("defaults", "DEFAULT_LOG_LINES"),
     "DEFAULT_MAX_OUTPUT_BYTES": ("model.values", "DEFAULT_MAX_OUTPUT_BYTES"),
     "DEFAULT_PROGRESS_INTERVAL": ("authoring.progress", "DEFAULT_INTERVAL"),
     "Engine": ("runtime.engine", "Engine"),

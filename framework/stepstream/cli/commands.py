@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..defaults import DEFAULT_CANCEL_GRACE
 from ..errors import InputError, PipelineDefinitionError
 from ..hookspecs import hookimpl
 from .options import UrlList
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from ..plugins import PluginManager
 
 EXIT_FAILED = 1
-DEFAULT_CANCEL_GRACE = 30.0  # stepstream.DEFAULT_CANCEL_GRACE, without importing the runtime
 
 
 class InvalidInputs(click.ClickException):

@@ -12,6 +12,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..authoring.progress import DEFAULT_INTERVAL
+from ..defaults import DEFAULT_CANCEL_GRACE, DEFAULT_LOG_LINES
 from ..errors import (
     ExecutionElsewhere,
     ExecutionFinished,
@@ -36,7 +37,7 @@ from ..tracking.broadcast import Broadcaster
 from ..tracking.follow import subscribe
 from ..tracking.history import StepHistory
 from ..tracking.recorder import Receipt, Recorder
-from .jobs import DEFAULT_GRACE, Job
+from .jobs import Job
 from .queue import ExecutionQueue
 from .recovery import recover
 from .runner import Runner
@@ -55,9 +56,6 @@ async def _ask_to_cancel(relay: CancelRelay, execution_id: str) -> None:
         await relay.request_cancel(execution_id)
     except Exception as exc:
         log.error("could not pass on the cancel of %s through %r: %s", execution_id, relay, exc)
-
-
-DEFAULT_LOG_LINES = 1000  # captured lines kept per execution
 
 
 class Engine:
@@ -88,7 +86,7 @@ class Engine:
         progress_interval: float = DEFAULT_INTERVAL,
         load_entrypoints: bool = True,
         max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
-        cancel_grace: float = DEFAULT_GRACE,
+        cancel_grace: float = DEFAULT_CANCEL_GRACE,
         stale_after: float | None = None,
         capture_logs: bool = True,
         keep_log_lines: int = DEFAULT_LOG_LINES,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..authoring.progress import Throttle
+from ..defaults import DEFAULT_CANCEL_GRACE
 from ..errors import Cancelled
 from ..model.events import ErrorInfo
 
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
     from ..tracking.logs import LogBuffer
     from ..tracking.recorder import LiveExecution
 
-
-DEFAULT_GRACE = 30.0  # seconds a cancelled sync step has to reach a Progress call
 
 # The throttle of the step running in this task or thread, when steps run side by side.
 _STEP_THROTTLE: ContextVar[Throttle | None] = ContextVar("step_throttle", default=None)
@@ -60,7 +59,7 @@ class Job:
         pipeline: Pipeline,
         inputs: dict[str, Any],
         interval: float,
-        grace: float = DEFAULT_GRACE,
+        grace: float = DEFAULT_CANCEL_GRACE,
     ) -> None:
         self.live = live
         self.execution_id = live.execution_id
