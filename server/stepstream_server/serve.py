@@ -7,36 +7,34 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from stepstream import (
     DEFAULT_CANCEL_GRACE,
     DEFAULT_LOG_LINES,
     DEFAULT_MAX_OUTPUT_BYTES,
     DEFAULT_PROGRESS_INTERVAL,
-    Engine,
-    ExecutionStore,
-    Pipeline,
     PipelineDefinitionError,
     PluginConflict,
-    PluginManager,
     StoreError,
 )
 from stepstream.cli import (
-    LoadError,
     UrlList,
     exit_leaving_abandoned_threads,
-    load_pipelines,
     open_transports,
 )
 from stepstream.transports import ReadableTransport, Transport, redacted
 
-from .auth import token_problem
+from .hosts import LOOPBACK_HOSTS, allowed_host, allowed_origin
 from .retention import PRUNE_INTERVAL, Retention
-from .sites import LOOPBACK_HOSTS, allowed_host, allowed_origin
+
+if TYPE_CHECKING:
+    from stepstream import Engine, ExecutionStore, Pipeline, PluginManager
+
+# The web framework, the runtime, the pipeline loader and rich load in the functions
+# that use them: every `stepstream` command, `--help` included, loads this module.
 
 DEFAULT_STORE = "sqlite:///stepstream.db"
 DEFAULT_STALE_AFTER = 120.0
@@ -100,6 +98,8 @@ def _pipelines(plugins: PluginManager, targets: tuple[str, ...]) -> list[Pipelin
     Two of the user's pipelines with one name are refused by `Engine.add_pipeline`,
     two plugins offering one name by PluginConflict.
     """
+    from stepstream.cli import LoadError, load_pipelines
+
     found: list[Pipeline] = []
     for target in targets:
         try:
@@ -117,6 +117,8 @@ def _pipelines(plugins: PluginManager, targets: tuple[str, ...]) -> list[Pipelin
 def _engine(
     plugins: PluginManager, pipelines: list[Pipeline], store: str, **options: Any
 ) -> Engine:
+    from stepstream import Engine
+
     try:
         engine = Engine(plugins=plugins, store=store, **options)
         for pipeline in pipelines:
@@ -153,6 +155,8 @@ def _token(given: str | None, path: Path | None) -> str | None:
         token, source = os.environ[TOKEN_ENV], TOKEN_ENV
     else:
         return None
+    from .auth import token_problem
+
     problem = token_problem(token)
     if problem is not None:
         raise UsageProblem(f"the token from {source} {problem}")
@@ -405,6 +409,8 @@ def serve(
         )
     finally:
         _close(opened, quiet=not recovered)
+    from rich.console import Console
+
     exit_leaving_abandoned_threads(engine, 0, Console(stderr=True))
 
 
