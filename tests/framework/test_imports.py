@@ -54,7 +54,15 @@ def test_the_command_group_is_built_without_the_engine_or_an_event_loop() -> Non
     assert not {"asyncio", "anyio", "rich", "stepstream.runtime.engine"} & loaded
 
 
-def test_the_run_commands_default_cancel_grace_is_the_engines() -> None:
-    from stepstream.cli.commands import DEFAULT_CANCEL_GRACE
 
-    assert DEFAULT_CANCEL_GRACE == stepstream.DEFAULT_CANCEL_GRACE
+def test_with_the_installed_plugins_the_command_group_loads_no_web_framework() -> None:
+    """Every command, `--help` included, loads each plugin: they defer what only they use."""
+    loaded = _loaded_after(
+        "from stepstream.cli.main import build_cli\n"
+        "from stepstream.plugins import make_plugin_manager\n"
+        "plugins = make_plugin_manager()\n"
+        "build_cli(plugins)\n"
+        "assert {'server', 'demo', 'webhooks'} <= {plugins.get_name(p) for p in plugins.get_plugins()}"
+    )
+    assert not {"litestar", "uvicorn", "rich", "stepstream.runtime.engine"} & loaded
+    assert not {"stepstream_demo.pipelines", "stepstream_webhooks.transport"} & loaded

@@ -5,6 +5,15 @@ publish=[...])`) signs each chosen event, queues it on disk and delivers it
 with retries; see the README for the URL's options.
 """
 
-from .transport import WebhookTransport
+from __future__ import annotations
 
 __all__ = ["WebhookTransport"]
+
+
+def __getattr__(name: str) -> object:
+    """The transport, imported on first use: every `stepstream` command loads this package."""
+    if name == "WebhookTransport":
+        from .transport import WebhookTransport
+
+        return WebhookTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,14 +1,15 @@
-"""The plugin the `stepstream` entry point loads: it offers the webhook+ URL schemes."""
+"""The entry point: offers the webhook+ URL schemes; the transport loads when one is used."""
 
 from __future__ import annotations
 
 from stepstream import hookimpl
 
 from .options import SCHEMES
-from .transport import WebhookTransport
 
 
 @hookimpl
 def register_transports() -> dict[str, type]:
     """Offer `webhook+https://` and `webhook+http://`."""
+    from .transport import WebhookTransport
+
     return dict.fromkeys(SCHEMES, WebhookTransport)
