@@ -62,7 +62,8 @@ def test_with_the_installed_plugins_the_command_group_loads_no_web_framework() -
         "from stepstream.plugins import make_plugin_manager\n"
         "plugins = make_plugin_manager()\n"
         "build_cli(plugins)\n"
-        "assert {'server', 'demo', 'webhooks'} <= {plugins.get_name(p) for p in plugins.get_plugins()}"
+        "names = {plugins.get_name(p) for p in plugins.get_plugins()}\n"
+        "assert {'server', 'demo', 'webhooks'} <= names"
     )
     assert not {"litestar", "uvicorn", "rich", "stepstream.runtime.engine"} & loaded
     assert not {"stepstream_demo.pipelines", "stepstream_webhooks.transport"} & loaded

@@ -13,12 +13,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import math
 import os
 import threading
 from typing import TYPE_CHECKING, Any
-
-import anyio.to_thread
 
 from ..errors import StepFailedError
 from ..plugins import make_plugin_manager
@@ -49,8 +46,6 @@ class _Host:
         """Run the loop forever under one root task, so anyio keeps its worker threads."""
 
         async def forever() -> None:
-            # Each caller waits in a thread of its own: its sync steps never wait for others'.
-            anyio.to_thread.current_default_thread_limiter().total_tokens = math.inf
             ready.set()
             await asyncio.Event().wait()
 

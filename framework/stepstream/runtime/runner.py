@@ -16,13 +16,12 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.to_thread
 
 from ..authoring.progress import Progress
 from ..errors import Cancelled
 from ..model.events import ErrorInfo, ExecutionRecord, Status
 from ..tracking import logs
-from . import attempts, branches, deadlines
+from . import attempts, branches, deadlines, threads
 from .failures import error_info
 from .jobs import CancelIgnored, Job, StepFailed
 
@@ -161,7 +160,7 @@ class Runner:
         with anyio.CancelScope(shield=True) as scope:
             job.thread_scopes.add(scope)
             try:
-                return await anyio.to_thread.run_sync(work, *args, abandon_on_cancel=True)
+                return await threads.run_sync(work, *args)
             finally:
                 job.thread_scopes.discard(scope)
         running = [s.name for s in job.live.record.steps if s.status == "running"]
