@@ -1,10 +1,11 @@
 """Starting executions so that none is lost and none runs twice.
 
 `POST /api/v1/executions` records the execution `pending` (`Engine.create`), waits
-until the store keeps it (`Engine.flush`, on a worker thread) and only then queues
-it (`Engine.start`). So a 202 means the execution survives a crash, and an
-execution the store could not keep never started: it is cancelled and the client
-is told it did not run.
+until the store keeps it (`Engine.flush`, on a worker thread, one flush shared by the
+requests waiting at the same time: `SharedFlush`) and only then queues it
+(`Engine.start`). So a 202 means the execution survives a crash, and an execution
+the store could not keep never started: it is cancelled and the client is told it
+did not run.
 
 A client that cannot tell whether its request arrived (a timeout, a dropped
 connection) sends it again with the same `Idempotency-Key`: the execution created
@@ -38,6 +39,7 @@ from stepstream import (
 from .dependencies import OffLoop
 from .params import shown
 from .problems import ProblemError, field_errors
+from .shared_flush import SharedFlush
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -107,6 +109,7 @@ class Submissions:
         self.engine = engine
         self.off_loop = off_loop
         self.locks = KeyLocks()
+        self.keep = SharedFlush(engine.flush, off_loop)
 
     async def submit(
         self, pipeline: str, inputs: dict[str, Any] | None, key: str | None
@@ -135,7 +138,7 @@ class Submissions:
         execution_id = job.execution_id
         try:
             # A 202 promises the execution exists, so it must survive a crash right after.
-            await self.off_loop(engine.flush)
+            await self.keep()
         except StoreError as exc:
             self._cancel_unstarted(execution_id)
             raise not_stored(execution_id, exc, key) from None
