@@ -1,11 +1,10 @@
 """Starting executions so that none is lost and none runs twice.
 
 `POST /api/v1/executions` records the execution `pending` (`Engine.create`), waits
-until the store keeps it (`Engine.flush`, on a worker thread, one flush shared by the
-requests waiting at the same time: `SharedFlush`) and only then queues it
-(`Engine.start`). So a 202 means the execution survives a crash, and an execution
-the store could not keep never started: it is cancelled and the client is told it
-did not run.
+until the store keeps it (`Engine.kept`: the store's writer says so, one commit for
+every request waiting at the time) and only then queues it (`Engine.start`). So a
+202 means the execution survives a crash, and an execution the store could not keep
+never started: it is cancelled and the client is told it did not run.
 
 A client that cannot tell whether its request arrived (a timeout, a dropped
 connection) sends it again with the same `Idempotency-Key`: the execution created
@@ -39,7 +38,6 @@ from stepstream import (
 from .dependencies import OffLoop
 from .params import shown
 from .problems import ProblemError, field_errors
-from .shared_flush import SharedFlush
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -109,7 +107,6 @@ class Submissions:
         self.engine = engine
         self.off_loop = off_loop
         self.locks = KeyLocks()
-        self.keep = SharedFlush(engine.flush, off_loop)
 
     async def submit(
         self, pipeline: str, inputs: dict[str, Any] | None, key: str | None
@@ -138,7 +135,7 @@ class Submissions:
         execution_id = job.execution_id
         try:
             # A 202 promises the execution exists, so it must survive a crash right after.
-            await self.keep()
+            await engine.kept()
         except StoreError as exc:
             self._cancel_unstarted(execution_id)
             raise not_stored(execution_id, exc, key) from None

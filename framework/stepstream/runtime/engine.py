@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import threading
 import time
 from datetime import UTC, datetime
 from types import TracebackType
@@ -17,6 +20,7 @@ from ..errors import (
     ExecutionFinished,
     InputError,
     PipelineDefinitionError,
+    StoreError,
     UnknownExecution,
     UnknownPipeline,
 )
@@ -55,6 +59,16 @@ async def _ask_to_cancel(relay: CancelRelay, execution_id: str) -> None:
         await relay.request_cancel(execution_id)
     except Exception as exc:
         log.error("could not pass on the cancel of %s through %r: %s", execution_id, relay, exc)
+
+
+def _settle(future: asyncio.Future[None], error: StoreError | None) -> None:
+    """Resolve `future`, unless its waiter gave up (cancelled) meanwhile."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 DEFAULT_LOG_LINES = 1000  # captured lines kept per execution
@@ -393,6 +407,23 @@ class Engine:
     def flush(self) -> None:
         """Return once everything recorded so far is kept by the store; StoreError if it cannot."""
         self.store.flush()
+
+    async def kept(self) -> None:
+        """`flush` without blocking the event loop or a thread: the store's writer says when
+        (`on_kept`), so concurrent callers share its commits; StoreError if a write fails."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        here = threading.get_ident()
+
+        def settle(error: StoreError | None) -> None:
+            if threading.get_ident() == here:  # kept at once: no wake-up of the loop needed
+                _settle(done, error)
+            else:
+                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                    loop.call_soon_threadsafe(_settle, done, error)
+
+        self.store.on_kept(lambda: settle(None), settle)
+        await done
 
     # -- the engine's lifetime ----------------------------------------------------
 
