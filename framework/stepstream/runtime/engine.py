@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import threading
 import time
 from datetime import UTC, datetime
 from types import TracebackType
@@ -20,7 +17,6 @@ from ..errors import (
     ExecutionFinished,
     InputError,
     PipelineDefinitionError,
-    StoreError,
     UnknownExecution,
     UnknownPipeline,
 )
@@ -41,6 +37,7 @@ from ..tracking.follow import subscribe
 from ..tracking.history import StepHistory
 from ..tracking.recorder import Receipt, Recorder
 from .jobs import DEFAULT_GRACE, Job
+from .kept import KeptWaiters
 from .queue import ExecutionQueue
 from .recovery import recover
 from .runner import Runner
@@ -59,16 +56,6 @@ async def _ask_to_cancel(relay: CancelRelay, execution_id: str) -> None:
         await relay.request_cancel(execution_id)
     except Exception as exc:
         log.error("could not pass on the cancel of %s through %r: %s", execution_id, relay, exc)
-
-
-def _settle(future: asyncio.Future[None], error: StoreError | None) -> None:
-    """Resolve `future`, unless its waiter gave up (cancelled) meanwhile."""
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
 
 
 DEFAULT_LOG_LINES = 1000  # captured lines kept per execution
@@ -122,6 +109,7 @@ class Engine:
         self._broadcaster = Broadcaster()
         self._history = StepHistory(store)
         self._recorder = Recorder(store, self._broadcaster, self._history, max_output_bytes)
+        self._kept = KeptWaiters(store)
         if keep_log_lines < 1:
             raise ValueError(f"keep_log_lines must be at least 1, got {keep_log_lines}")
         self._runner = Runner(self.plugins.relay, keep_log_lines if capture_logs else None)
@@ -410,20 +398,8 @@ class Engine:
 
     async def kept(self) -> None:
         """`flush` without blocking the event loop or a thread: the store's writer says when
-        (`on_kept`), so concurrent callers share its commits; StoreError if a write fails."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        here = threading.get_ident()
-
-        def settle(error: StoreError | None) -> None:
-            if threading.get_ident() == here:  # kept at once: no wake-up of the loop needed
-                _settle(done, error)
-            else:
-                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
-                    loop.call_soon_threadsafe(_settle, done, error)
-
-        self.store.on_kept(lambda: settle(None), settle)
-        await done
+        (`on_kept`), once for all who wait at the same time; StoreError if a write fails."""
+        await self._kept.wait()
 
     # -- the engine's lifetime ----------------------------------------------------
 
