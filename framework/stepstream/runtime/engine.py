@@ -179,8 +179,9 @@ class Engine:
     def start(self, job: Job) -> ExecutionRecord:
         """Queue a created execution; it starts when a slot is free.
 
-        Between `create` and `start` a server flushes the store, so an execution
-        it accepted cannot be lost, and one the store cannot keep never runs.
+        Between `create` and `start` a server waits until the store keeps it
+        (`kept`), so an execution it accepted cannot be lost, and one the store
+        cannot keep never runs.
         """
         if self._task_group is None:
             raise RuntimeError(

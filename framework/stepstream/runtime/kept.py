@@ -23,9 +23,9 @@ class _Round:
 
     def __init__(self) -> None:
         self.done = asyncio.Event()
-        self.error: StoreError | None = None
+        self.error: Exception | None = None
 
-    def settle(self, error: StoreError | None) -> None:
+    def settle(self, error: Exception | None) -> None:
         if not self.done.is_set():
             self.error = error
             self.done.set()
@@ -61,4 +61,7 @@ class KeptWaiters:
                 with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
                     loop.call_soon_threadsafe(round_.settle, error)
 
-        self._store.on_kept(lambda: settle(None), settle)
+        try:
+            self._store.on_kept(lambda: settle(None), settle)
+        except Exception as exc:  # a store that cannot even be asked: its waiters hear why
+            round_.settle(exc)
