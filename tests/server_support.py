@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ from typing import Any
 import anyio
 import httpx
 
-from stepstream import Engine
+from stepstream import Engine, StoreError
 from stepstream.stores import ExecutionStore
+from stepstream.stores.memory import MemoryStore
 from stepstream_demo import DEMO_PIPELINES
 
 from cli_support import ROOT, WAIT
@@ -49,6 +51,29 @@ TEST_PIPELINES = [
     test_pipelines.failing,
     test_pipelines.chatty,
 ]
+
+
+class FlushedMemoryStore(MemoryStore):
+    """A memory store for fakes whose `flush` fails or waits, as a SQLite store's writer can:
+    a submission's `on_kept` (the one with `failed`) runs `flush` on a thread, as the writer
+    commits, and hears of its error; other callers are called at once."""
+
+    def on_kept(
+        self, callback: Callable[[], None], failed: Callable[[StoreError], None] | None = None
+    ) -> None:
+        if failed is None:
+            callback()
+            return
+
+        def write() -> None:
+            try:
+                self.flush()
+            except StoreError as exc:
+                failed(exc)
+            else:
+                callback()
+
+        threading.Thread(target=write, daemon=True).start()
 
 
 def make_engine(

@@ -9,6 +9,7 @@ cancels running executions) always closes first.
 from __future__ import annotations
 
 import contextlib
+import gc
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -53,6 +54,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 SWITCH_INTERVAL = 0.001
+YOUNG_GC_THRESHOLD = 20_000  # allocations between collections of the young generation
 
 
 def run(
@@ -70,6 +72,11 @@ def run(
     # WebSocket send waits for one; 1 ms slices keep streams live (p99 latency)
     # for a few percent of such a step's speed.
     sys.setswitchinterval(SWITCH_INTERVAL)
+    # Each pending execution keeps a few dozen objects alive. At CPython's default (a
+    # young collection every 700 allocations, about every other request) the collector
+    # took a quarter of POST /executions' throughput and paused the loop 250 ms (p99)
+    # as they piled up; at 20,000 the young generation stays a few MB.
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
     config = uvicorn.Config(
         app,
         log_config=None,

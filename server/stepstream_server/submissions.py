@@ -1,10 +1,10 @@
 """Starting executions so that none is lost and none runs twice.
 
 `POST /api/v1/executions` records the execution `pending` (`Engine.create`), waits
-until the store keeps it (`Engine.flush`, on a worker thread) and only then queues
-it (`Engine.start`). So a 202 means the execution survives a crash, and an
-execution the store could not keep never started: it is cancelled and the client
-is told it did not run.
+until the store keeps it (`Engine.kept`: the store's writer says so, one commit for
+every request waiting at the time) and only then queues it (`Engine.start`). So a
+202 means the execution survives a crash, and an execution the store could not keep
+never started: it is cancelled and the client is told it did not run.
 
 A client that cannot tell whether its request arrived (a timeout, a dropped
 connection) sends it again with the same `Idempotency-Key`: the execution created
@@ -135,7 +135,7 @@ class Submissions:
         execution_id = job.execution_id
         try:
             # A 202 promises the execution exists, so it must survive a crash right after.
-            await self.off_loop(engine.flush)
+            await engine.kept()
         except StoreError as exc:
             self._cancel_unstarted(execution_id)
             raise not_stored(execution_id, exc, key) from None

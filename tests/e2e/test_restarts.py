@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -313,6 +314,24 @@ def test_after_a_sigkill_the_restarted_server_accounts_for_every_execution(
     assert second.listed() == [fresh, *listed_before]
     assert second.wait_for(fresh, "completed")["last_seq"] == second.events(fresh)[-1]["seq"]
     assert second.stop() == 0
+
+
+def test_every_submission_of_a_burst_answered_202_survives_a_sigkill(
+    tmp_path: Path, serve: Callable[..., Server]
+) -> None:
+    """Submissions waiting at the same time share a commit; each 202 still means kept."""
+    store = ("--store", f"sqlite:///{tmp_path / 'burst.db'}")
+    first = serve(*store)
+    running = first.submit(**LONG)  # holds the only slot: the burst stays pending
+    first.wait_for(running, "running")
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        accepted = list(pool.map(lambda i: first.submit(items=1, pause=0), range(48)))
+    first.kill()  # right after the last 202: nothing but the commits behind them is on disk
+
+    second = serve(*store, port=first.port)
+    assert set(second.listed()) == {running, *accepted}
+    for execution_id in accepted:
+        assert second.wait_for(execution_id, "completed")["outputs"] == {"items": 3}
 
 
 # -- a clean shutdown ---------------------------------------------------------------------------

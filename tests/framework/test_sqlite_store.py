@@ -1374,3 +1374,85 @@ def test_a_flush_writes_what_changed_not_the_steps_already_stored(
     assert statistics.median(per_flush[100]) <= 6 * page
     assert statistics.median(per_flush[20_000]) <= statistics.median(per_flush[100]) + page
     assert max(per_flush[20_000]) <= 10 * page
+
+
+class CountedCommits(SqliteStore):
+    """A SQLite store that counts its commits; one that fails while `broken`, and the first
+    one waits for `go_on` once `hold_first` is set."""
+
+    def __init__(self, path: Path, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.commits = 0
+        self.broken = False
+        self.hold_first = False
+        self.committing = threading.Event()
+        self.go_on = threading.Event()
+
+    def _commit(self, batch: dict[str, Any], lines: dict[str, Any]) -> dict[str, Event | None]:
+        if self.broken:
+            raise sqlite3.OperationalError("database or disk is full")
+        self.commits += 1
+        if self.hold_first and self.commits == 1:
+            self.committing.set()
+            self.go_on.wait(20)
+        return super()._commit(batch, lines)
+
+
+waited = Pipeline("waited", description="Created, never run: what a submission waits to keep")
+
+
+@waited.step
+def never_runs() -> None:
+    """Not run: the tests only create executions."""
+
+
+@pytest.mark.anyio
+async def test_submissions_waiting_at_once_share_one_commit(db: Path) -> None:
+    store = CountedCommits(db)
+    store.hold_first = True
+    try:
+        async with Engine(store=store, load_entrypoints=False) as engine:
+            first = engine.create(waited).execution_id
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(engine.kept)
+                assert await anyio.to_thread.run_sync(store.committing.wait, 20)
+                later = [engine.create(waited).execution_id for _ in range(20)]
+                for _ in later:
+                    tasks.start_soon(engine.kept)
+                store.go_on.set()
+            # One commit for the first, one for the twenty that waited while it was written,
+            # and every one of them is in the file once its wait returned.
+            assert store.commits == 2
+            assert _ids_in_file(db) == [first, *later]
+    finally:
+        store.close()
+
+
+@pytest.mark.anyio
+async def test_a_failed_commit_is_heard_at_once_and_the_write_is_retried(db: Path) -> None:
+    store = CountedCommits(db, flush_interval=0.01)
+    try:
+        async with Engine(store=store, load_entrypoints=False) as engine:
+            store.broken = True
+            execution_id = engine.create(waited).execution_id
+            published: list[str] = []
+            store.on_kept(lambda: published.append("kept"))  # as the recorder's: no `failed`
+            with anyio.fail_after(20), pytest.raises(StoreError, match="disk is full"):
+                await engine.kept()
+            assert published == []
+            store.broken = False
+            with anyio.fail_after(20):
+                await engine.kept()
+            assert published == ["kept"]
+            assert _ids_in_file(db) == [execution_id]
+    finally:
+        store.close()
+
+
+def _ids_in_file(db: Path) -> list[str]:
+    """The execution ids committed to the file, read past the store."""
+    conn = sqlite3.connect(db)
+    try:
+        return [r[0] for r in conn.execute("SELECT execution_id FROM executions ORDER BY 1")]
+    finally:
+        conn.close()

@@ -23,7 +23,7 @@ from stepstream.stores.memory import MemoryStore
 from stepstream.tracking import subscriptions as subscription
 
 from cli_support import WAIT
-from server_support import test_pipelines
+from server_support import FlushedMemoryStore, test_pipelines
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +53,7 @@ class HeldStore(MemoryStore):
         return super().list(**filters)
 
 
-class FailingStore(MemoryStore):
+class FailingStore(FlushedMemoryStore):
     """A memory store that fails as a SQLite store does on a full or broken disk, once told to."""
 
     full = False  # flushes fail

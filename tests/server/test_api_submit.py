@@ -17,11 +17,10 @@ import anyio
 import pytest
 
 from stepstream import Pipeline, StoreError
-from stepstream.stores.memory import MemoryStore
 from stepstream.stores.sqlite import SqliteStore
 
 from cli_support import WAIT
-from server_support import make_engine
+from server_support import FlushedMemoryStore, make_engine
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +36,7 @@ def note(tag: str = "") -> str:
     return tag
 
 
-class FlakyStore(MemoryStore):
+class FlakyStore(FlushedMemoryStore):
     """A memory store whose flushes fail while `full`, as a SQLite store's on a full disk,
     and wait while `held` (until `go_on`), as a slow disk's."""
 

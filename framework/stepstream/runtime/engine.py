@@ -38,6 +38,7 @@ from ..tracking.follow import subscribe
 from ..tracking.history import StepHistory
 from ..tracking.recorder import Receipt, Recorder
 from .jobs import Job
+from .kept import KeptWaiters
 from .queue import ExecutionQueue
 from .recovery import recover
 from .runner import Runner
@@ -106,6 +107,7 @@ class Engine:
         self._broadcaster = Broadcaster()
         self._history = StepHistory(store)
         self._recorder = Recorder(store, self._broadcaster, self._history, max_output_bytes)
+        self._kept = KeptWaiters(store)
         if keep_log_lines < 1:
             raise ValueError(f"keep_log_lines must be at least 1, got {keep_log_lines}")
         self._runner = Runner(self.plugins.relay, keep_log_lines if capture_logs else None)
@@ -175,8 +177,9 @@ class Engine:
     def start(self, job: Job) -> ExecutionRecord:
         """Queue a created execution; it starts when a slot is free.
 
-        Between `create` and `start` a server flushes the store, so an execution
-        it accepted cannot be lost, and one the store cannot keep never runs.
+        Between `create` and `start` a server waits until the store keeps it
+        (`kept`), so an execution it accepted cannot be lost, and one the store
+        cannot keep never runs.
         """
         if self._task_group is None:
             raise RuntimeError(
@@ -391,6 +394,11 @@ class Engine:
     def flush(self) -> None:
         """Return once everything recorded so far is kept by the store; StoreError if it cannot."""
         self.store.flush()
+
+    async def kept(self) -> None:
+        """`flush` without blocking the event loop or a thread: the store's writer says when
+        (`on_kept`), once for all who wait at the same time; StoreError if a write fails."""
+        await self._kept.wait()
 
     # -- the engine's lifetime ----------------------------------------------------
 

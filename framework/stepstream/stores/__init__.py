@@ -83,12 +83,19 @@ class ExecutionStore(Protocol):
         """Return once everything appended so far is kept; a no-op if appends write inline."""
         ...
 
-    def on_kept(self, callback: Callable[[], None]) -> None:
+    def on_kept(
+        self,
+        callback: Callable[[], None],
+        failed: Callable[[StoreError], None] | None = None,
+    ) -> None:
         """Call `callback` once everything appended so far is kept; at once if it already is.
 
         It may run on another thread (a store's writer), and never runs if the store
         closes without keeping those events. Until then, reads do not show a terminal
         event still waiting to be kept: what a client is told cannot be taken back.
+        With `failed`, a write that fails to keep them calls `failed` instead (once, with
+        the error `flush` would raise) and `callback` never runs: a caller that answers
+        a client hears of the failure at once rather than after the store's retries.
         """
         ...
 

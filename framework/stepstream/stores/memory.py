@@ -8,6 +8,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 
+from ..errors import StoreError
 from ..hookspecs import hookimpl
 from ..model.events import Event, ExecutionRecord, LogLine, ProgressEvent, Status
 from ..model.fold import append_coalesced, apply_event, copy_record
@@ -154,7 +155,11 @@ class MemoryStore:
     def flush(self) -> None:
         """Everything is kept as soon as it is appended."""
 
-    def on_kept(self, callback: Callable[[], None]) -> None:
+    def on_kept(
+        self,
+        callback: Callable[[], None],
+        failed: Callable[[StoreError], None] | None = None,
+    ) -> None:
         """Everything is kept as soon as it is appended: call it now."""
         callback()
 

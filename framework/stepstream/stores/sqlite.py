@@ -62,7 +62,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -241,6 +241,14 @@ steps_decoder = msgspec.json.Decoder(list[_StepTime])
 _open_stores: set[SqliteStore] = set()
 
 
+class _KeptCallback(NamedTuple):
+    """An `on_kept` call waiting for the commit of swap `target`."""
+
+    target: int
+    callback: Callable[[], None]
+    failed: Callable[[StoreError], None] | None
+
+
 class _Live:
     """An execution appended to since the store opened, until its ending is committed.
 
@@ -361,7 +369,7 @@ class SqliteStore:
             str, Event
         ] = {}  # writer only: the event alone in an execution's last chunk
         self._swaps = self._attempts = self._written = 0
-        self._callbacks: list[tuple[int, Callable[[], None]]] = []  # (swap to wait for, call)
+        self._callbacks: list[_KeptCallback] = []
         self._failure: str | None = None
         self._stopping = False
         self._stopped = False  # the writer thread has returned
@@ -503,29 +511,48 @@ class SqliteStore:
         by_n.update((line.n, line) for line in queued)
         return [by_n[n] for n in sorted(by_n)]
 
-    def on_kept(self, callback: Callable[[], None]) -> None:
+    def on_kept(
+        self,
+        callback: Callable[[], None],
+        failed: Callable[[StoreError], None] | None = None,
+    ) -> None:
         """Call `callback` once everything appended so far is committed (on the writer thread).
 
         At once, on this thread, if nothing is waiting; never if the store closes first.
+        With `failed`, the first commit attempt that fails to keep them calls it instead.
         """
         with self._lock:
             waiting = bool(self._pending or self._inflight)
-            if waiting:
+            gone = self._stopped  # the writer returned: no commit is coming
+            if waiting and not gone:
                 target = self._swaps + (1 if self._pending else 0)
-                self._callbacks.append((target, callback))
+                self._callbacks.append(_KeptCallback(target, callback, failed))
                 self._urgent.set()
                 self._work.set()
         if not waiting:
             callback()
+        elif gone and failed is not None:
+            failed(StoreError(f"cannot write to store {self.path}: {self._failure or 'closed'}"))
 
-    def _call_back(self, written: int) -> None:
-        """Run the callbacks waiting for commits up to `written`; the lock is not held."""
+    def _call_back(self, swap: int, failure: str | None) -> None:
+        """Run the callbacks waiting for commits up to `swap`, or on a failed one those with
+        a `failed`; the lock is not held."""
+        due: list[_KeptCallback] = []
+        waiting: list[_KeptCallback] = []
         with self._lock:
-            due = [c for target, c in self._callbacks if target <= written]
-            self._callbacks = [(t, c) for t, c in self._callbacks if t > written]
-        for callback in due:
+            for call in self._callbacks:
+                ready = call.target <= swap and (failure is None or call.failed is not None)
+                (due if ready else waiting).append(call)
+            if not due:
+                return
+            self._callbacks = waiting
+        for call in due:
             try:
-                callback()
+                if failure is None:
+                    call.callback()
+                else:
+                    assert call.failed is not None
+                    call.failed(StoreError(f"cannot write to store {self.path}: {failure}"))
             except Exception:
                 log.exception("a callback after a commit to %s failed", self.path)
 
@@ -567,8 +594,7 @@ class SqliteStore:
                         newer = self._pending_logs.setdefault(execution_id, older)
                         if newer is not older:
                             newer.after(older)
-            if failure is None:
-                self._call_back(swap)  # before `flush` returns: its caller may expect them done
+            self._call_back(swap, failure)  # before `flush` returns: its caller may expect them
             with self._lock:
                 self._attempts = swap
                 if failure is None:
