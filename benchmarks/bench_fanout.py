@@ -3,7 +3,8 @@
 Run:  uv run python benchmarks/bench_fanout.py            (about 8 minutes)
       uv run python benchmarks/bench_fanout.py --quick    (smoke run, about a minute)
 Options: --subscribers N (repeatable; default 100 and 1000), --rate EVENTS_PER_S, --rounds,
---window SECONDS, --store memory|sqlite (repeatable), --out PATH (JSON file).
+--window SECONDS, --store memory|sqlite (repeatable), --progress-interval SECONDS
+(stepstream's, default 0), --out PATH (JSON file).
 
 Both servers run in a process of their own on uvloop and send the same message, a
 stepstream progress event whose `message` is `time.monotonic_ns()` when it was made,
@@ -333,9 +334,17 @@ def run_peer(log_dir: Path, name: str, subscribers: int, rate: float, window: fl
 
 
 def run_stepstream(
-    log_dir: Path, name: str, store: str, subscribers: int, rate: float, window: float
+    log_dir: Path,
+    name: str,
+    store: str,
+    subscribers: int,
+    rate: float,
+    window: float,
+    interval: float,
 ) -> dict:
-    server = stepstream_serve(log_dir, name, store, "--progress-interval", "0", pipelines=THIS_FILE)
+    server = stepstream_serve(
+        log_dir, name, store, "--progress-interval", str(interval), pipelines=THIS_FILE
+    )
     with server:
         execution_id = _start_paced(server.url, rate, 3600)
         ws = "ws" + server.url.removeprefix("http")
@@ -356,6 +365,7 @@ def bench(
     rate: float,
     rounds: int,
     window: float,
+    interval: float,
 ) -> dict[str, Any]:
     """Alternating rounds per subscriber count; medians, spreads, and round-by-round ratios."""
     sides: dict[str, Callable[[int, int], dict[str, Any]]] = {
@@ -363,7 +373,7 @@ def bench(
     }
     for store in stores:
         sides[f"stepstream, {store} store"] = lambda n, r, store=store: run_stepstream(
-            log_dir, f"stepstream-{store}-{n}-{r}", store, n, rate, window
+            log_dir, f"stepstream-{store}-{n}-{r}", store, n, rate, window, interval
         )
     names = list(sides)
     results: dict[str, Any] = {}
@@ -409,7 +419,8 @@ def show(results: dict[str, Any]) -> None:
     for n, rows in results["subscribers"].items():
         table = Table(
             title=f"Fan-out to {n} WebSocket subscribers at {s['rate']:g} events/s "
-            f"({s['window']:g} s windows, {s['rounds']} alternating rounds; median ± ½IQR)"
+            f"({s['window']:g} s windows, {s['rounds']} alternating rounds, stepstream's "
+            f"--progress-interval {s['progress_interval']:g}; median ± ½IQR)"
         )
         for col in (
             "server",
@@ -458,6 +469,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=RATE)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--window", type=float, default=WINDOW)
+    parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=0.0,
+        help="stepstream's; below 1/rate every message goes out, and it sets the step's poke timer",
+    )
     parser.add_argument("--out", type=Path, help="JSON results file")
     args = parser.parse_args()
     if args.quick:
@@ -475,6 +492,7 @@ def main() -> None:
         "environment": environment(),
         "settings": {
             "rate": args.rate,
+            "progress_interval": args.progress_interval,
             "window": args.window,
             "warmup": WARMUP,
             "rounds": args.rounds,
@@ -484,7 +502,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="bench_fanout-") as tmp:
         results["subscribers"] = bench(
-            Path(tmp), counts, stores, args.rate, args.rounds, args.window
+            Path(tmp), counts, stores, args.rate, args.rounds, args.window, args.progress_interval
         )
     results["environment"]["load_average_after"] = os.getloadavg()
     show(results)
