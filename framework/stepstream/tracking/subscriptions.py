@@ -100,8 +100,7 @@ class Subscription:
         with self._lock:
             if self._ended:
                 return
-            waiter = self._waiter
-            if waiter is not None and self.send_now is not None and self._sent_now(event):
+            if self._waiter is not None and self.send_now is not None and self._sent_now(event):
                 return
             if self._queue.push(event) and len(self._queue) > self._limit:
                 self._overflowed()
