@@ -1,6 +1,6 @@
 """WebSocket fan-out at a fixed rate: `stepstream serve` against a raw `websockets.broadcast`.
 
-Run:  uv run python benchmarks/bench_fanout.py            (about 8 minutes)
+Run:  uv run python benchmarks/bench_fanout.py            (about 5 minutes)
       uv run python benchmarks/bench_fanout.py --quick    (smoke run, about a minute)
 Options: --subscribers N (repeatable; default 100 and 1000), --rate EVENTS_PER_S, --rounds,
 --window SECONDS, --store memory|sqlite (repeatable), --progress-interval SECONDS
