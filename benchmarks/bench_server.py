@@ -241,8 +241,10 @@ class Child:
         self.stop()
 
 
-def stepstream_serve(log_dir: Path, name: str, store: str, *extra: str) -> Child:
-    """The real `stepstream serve`, with this file's pipelines, on a free loopback port.
+def stepstream_serve(
+    log_dir: Path, name: str, store: str, *extra: str, pipelines: Path = THIS_FILE
+) -> Child:
+    """The real `stepstream serve`, with this file's pipelines (or `pipelines`'), on a free port.
 
     `store` is a store URL, or "memory", or "sqlite" for a fresh file in `log_dir`.
     """
@@ -255,7 +257,7 @@ def stepstream_serve(log_dir: Path, name: str, store: str, *extra: str) -> Child
         "--store",
         url,
         "--pipelines",
-        str(THIS_FILE),
+        str(pipelines),
         "--max-concurrent",
         "1",
         *extra,

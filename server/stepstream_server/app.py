@@ -24,6 +24,7 @@ from .auth import bearer_auth, public_routes, public_trees, token_problem
 from .bodies import JsonRequest
 from .dashboard import dashboard_routes, schema_plugins
 from .dependencies import OffLoop, provide
+from .direct import keep_server_send
 from .hookspecs import add_server_hookspecs
 from .openapi import PipelinesJson, PipelinesYaml
 from .problems import (
@@ -128,6 +129,9 @@ def create_app(
     )
     for offer in plugins.collect("register_routes", engine=engine):
         _isolated(offer.plugin, "register_routes", _register_all, app, offer.value)
+    # Innermost wrapper: the WebSocket streams may write frames past `send` only if
+    # no wrapper below turns it into something else (see direct.py).
+    app.asgi_handler = keep_server_send(app.asgi_handler)
     if token is not None:
         # Around the router, not Litestar middleware: it guards unknown paths too and
         # adds no layer to every route (see auth.py).

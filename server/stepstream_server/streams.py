@@ -1,7 +1,10 @@
 """The WebSockets: one execution's progress stream, and one connection watching many executions.
 
 Both are fed by the engine's subscriptions, which buffer per subscriber, so a
-slow client never holds up the pipeline or another client. Litestar's
+slow client never holds up the pipeline or another client. While a client is
+caught up, its events skip the buffer and its task: the publisher writes each
+event's frame, built once, straight to its socket (direct.py); a client whose
+socket cannot take it at once falls back to its buffer and task. Litestar's
 `send_websocket_stream` listens for the client going away while it sends, so a
 subscription is freed at once, even while nothing is being sent. What reads the
 store runs on a worker thread (`off_loop`), so a slow disk never stalls the
@@ -36,6 +39,7 @@ from stepstream import (
 )
 
 from .dependencies import OffLoop
+from .direct import direct_writer
 from .params import BadParameter, parse_after
 
 CLOSE_NORMAL = 1000
@@ -125,6 +129,7 @@ async def progress_stream(
     except UnknownExecution as exc:
         await _refuse(socket, execution_id, str(exc), CLOSE_UNKNOWN_EXECUTION)
         return
+    subscription.send_now = direct_writer(socket)
     try:
         async with contextlib.aclosing(_status_then_events(subscription)) as events:
             if await _stream(socket, events):
@@ -207,6 +212,7 @@ async def watch_stream(
     # Subscribe before reading the statuses so nothing falls between the two;
     # the watch drops what a status already covers.
     watch = engine.watch(frozenset(ids) if ids else None, logs=_wants_logs(socket))
+    watch.send_now = direct_writer(socket)
     try:
         statuses_then_events = _statuses_then_events(watch, engine, off_loop, ids)
         async with contextlib.aclosing(statuses_then_events) as events:

@@ -157,6 +157,49 @@ async def test_a_slow_subscriber_does_not_delay_a_fast_one(server: SocketServer)
     assert slow_messages[-1] == fast_messages[-1] == log[-1]
 
 
+async def test_subscribers_served_past_their_tasks_get_every_event_in_order(
+    server: SocketServer,
+) -> None:
+    """Without compression, caught-up clients get frames written straight to their sockets.
+
+    Whichever way each event went (straight out, or through the client's buffer and
+    task when its socket was busy), every stream is the log's, in order, then one
+    terminal message and close 1000; a watcher and a resumed stream alike.
+    """
+    gate = server.new_gate()
+    execution_id = (await server.submit("chatty", gate_name=gate, items=60, message_size=100))[
+        "execution_id"
+    ]
+    streams = [await server.progress_ws(execution_id, compression=None) for _ in range(20)]
+    watcher = await server.ws(f"/api/v1/executions/ws?ids={execution_id}", compression=None)
+    statuses = [await recv_json(ws) for ws in streams]
+    watch_status = await recv_json(watcher)
+    assert watch_status["type"] == "status"
+    server.open_gate(gate)
+    results = [await read_to_close(ws, timeout=30) for ws in streams]
+    await server.wait_for(execution_id)
+    log = await server.events(execution_id)
+    for status, (messages, code) in zip(statuses, results, strict=True):
+        assert status["type"] == "status" and code == 1000
+        assert_matches_log(messages, log, after=status["seq"])
+        assert [m["type"] for m in messages].count("completed") == 1
+        assert messages[-1] == log[-1]
+    watched: list[dict[str, Any]] = []
+    while not watched or watched[-1]["type"] != "completed":
+        watched.append(await recv_json(watcher))
+    assert_matches_log(watched, log, after=watch_status["seq"])
+    await watcher.close()
+    async with server.progress_ws(execution_id, compression=None) as resumed:
+        path = f"/api/v1/executions/{execution_id}/progress/ws?after=2"
+        async with server.ws(path, compression=None) as after_two:
+            assert (await recv_json(resumed))["type"] == "status"
+            assert (await recv_json(after_two))["seq"] == 2
+            assert (await read_to_close(resumed))[0] == [log[-1]]
+            messages, code = await read_to_close(after_two)
+    assert code == 1000
+    assert_matches_log(messages, log, after=2)
+
+
 async def test_disconnecting_clients_free_their_subscriptions(server: SocketServer) -> None:
     gate = server.new_gate()
     execution_id = (await server.submit("held", gate_name=gate))["execution_id"]

@@ -202,3 +202,26 @@ def test_the_clock_check_stride_stays_bounded_however_long_a_fast_loop_runs() ->
     for _ in range(2_000_000):
         progress.check()
     assert progress._stride <= MAX_STRIDE
+
+
+@pytest.mark.anyio
+async def test_pokes_pause_while_every_call_reads_the_clock_and_resume_when_the_stride_grows() -> (
+    None
+):
+    """A step reporting now and then must not wake the loop every 10 ms for nothing."""
+    from stepstream.authoring.progress import Throttle
+
+    throttle = Throttle(0.0)
+    progress = Progress(lambda p: None, throttle)
+    stop = throttle.keep_fresh()
+    try:
+        await anyio.sleep(0.05)
+        assert throttle._resume is not None, "at stride 1 the pokes should wait"
+        for _ in range(10_000):
+            progress.advance()
+        assert progress._stride > 1
+        await anyio.sleep(0.05)
+        assert throttle._resume is None, "a grown stride should have resumed the pokes"
+        assert progress._check_at == -1, "and a poke should have made the next call look"
+    finally:
+        stop()

@@ -8,6 +8,13 @@ One execution has at most three lifecycle events, so its buffer stays small; a
 watcher follows any number of executions, so its buffer has a bound, and a
 watcher that falls that far behind ends with SubscriptionOverflow instead of
 dropping lifecycle events.
+
+A reader that can write an event out at once (a WebSocket whose transport takes
+bytes without waiting) sets `send_now`: while that reader waits with nothing
+buffered, an event pushed on its loop goes straight out and its task is not
+woken, so a fan-out to a thousand caught-up readers wakes no task. When
+`send_now` cannot write without waiting it says so, and the event is buffered
+as before: a slow reader still falls back to its own buffer and coalescing.
 """
 
 from __future__ import annotations
@@ -66,6 +73,8 @@ class Subscription:
         self._overflow: SubscriptionOverflow | None = None
         self._replay: deque[Event] = deque()
         self._final = False  # the replay is all there is
+        # Writes an event past the waiting reader; False when it cannot without waiting.
+        self.send_now: Callable[[Event], bool] | None = None
 
     def begin(self, status: StatusEvent, replay: Iterable[Event]) -> None:
         """Set what comes first: the status snapshot, then the events after `status.seq`.
@@ -91,12 +100,32 @@ class Subscription:
         with self._lock:
             if self._ended:
                 return
+            if self._waiter is not None and self.send_now is not None and self._sent_now(event):
+                return
             if self._queue.push(event) and len(self._queue) > self._limit:
                 self._overflowed()
             waiter = self._waiter
             self._waiter = None
         if waiter is not None:
             self._wake(waiter)
+
+    def _sent_now(self, event: Event) -> bool:
+        """Send `event` past the reader, which waits with nothing buffered; lock held.
+
+        Only on the reader's thread, so its writes keep their order; never the
+        terminal event of an execution's stream, which the reader must see to close.
+        """
+        if threading.get_ident() != self._loop_thread:
+            return False
+        if self._single and isinstance(event, TERMINAL_EVENTS):
+            return False
+        if not self._fresh(event):
+            return True  # the reader would drop it too
+        assert self.send_now is not None
+        if not self.send_now(event):
+            return False
+        self._note(event)
+        return True
 
     def _overflowed(self) -> None:
         """The buffer is full: drop it and end, so the reader learns it must resync; lock held.
@@ -119,15 +148,24 @@ class Subscription:
             loop.call_soon_threadsafe(_resolve, waiter)
 
     def _is_new(self, event: Event) -> bool:
+        if not self._fresh(event):
+            return False
+        self._note(event)
+        return True
+
+    def _fresh(self, event: Event) -> bool:
         if type(event) is LogEvent:
             return True  # lines carry their own numbers; each batch is pushed once
-        if event.seq <= self._last_seq.get(event.execution_id, self._after):
-            return False
+        return event.seq > self._last_seq.get(event.execution_id, self._after)
+
+    def _note(self, event: Event) -> None:
+        """Remember `event` as delivered, so a replayed or repeated copy is dropped."""
+        if type(event) is LogEvent:
+            return
         if isinstance(event, TERMINAL_EVENTS) and not self._single:
             self._last_seq.pop(event.execution_id, None)  # a watcher must not grow forever
         else:
             self._last_seq[event.execution_id] = event.seq
-        return True
 
     def end_after_replay(self) -> None:
         """Nothing will come but the replay: stop listening, and end once it is read."""
