@@ -42,7 +42,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from time import monotonic_ns, perf_counter
 from typing import Any
@@ -50,12 +49,12 @@ from typing import Any
 import msgspec
 from bench_server import (
     READY,
-    RESULTS_DIR,
     Child,
     broadcast_template,
     environment,
     fmt,
     percentile,
+    save,
     stepstream_serve,
     summary,
 )
@@ -506,11 +505,7 @@ def main() -> None:
         )
     results["environment"]["load_average_after"] = os.getloadavg()
     show(results)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = args.out or RESULTS_DIR / f"bench_fanout-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(msgspec.json.format(msgspec.json.encode(results)))
-    print(f"results: {out}")
+    save(results, "bench_fanout", args.out)
 
 
 def _child() -> None:

@@ -1127,8 +1127,13 @@ def main() -> None:
             results[name]["section_seconds"] = perf_counter() - began
     results["environment"]["load_average_after"] = os.getloadavg()
     show(results)
+    save(results, "bench_server", args.out)
+
+
+def save(results: dict[str, Any], script: str, out: Path | None) -> None:
+    """Write every figure to `out`, or to a file named after the script and the time."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = args.out or RESULTS_DIR / f"bench_server-{stamp}.json"
+    out = out or RESULTS_DIR / f"{script}-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(msgspec.json.format(msgspec.json.encode(results)))
     print(f"results: {out}")
