@@ -26,6 +26,7 @@ from .dashboard import dashboard_routes, schema_plugins
 from .dependencies import OffLoop, provide
 from .direct import keep_server_send
 from .hookspecs import add_server_hookspecs
+from .hosts import LOOPBACK_HOSTS
 from .openapi import PipelinesJson, PipelinesYaml
 from .problems import (
     http_exception_handler,
@@ -34,7 +35,7 @@ from .problems import (
     store_error_handler,
 )
 from .retention import PRUNE_INTERVAL, Retention, prune_forever
-from .sites import LOOPBACK_HOSTS, SitePolicy, site_guard
+from .sites import SitePolicy, site_guard
 from .submissions import Submissions
 
 DEFAULT_MAX_BODY_SIZE = 1_048_576

@@ -11,7 +11,7 @@ written to each caught-up subscriber's transport from the publisher's loop
 `keep_server_send` wraps Litestar's router, inside every other wrapper (the site
 guard, the token check, plugins' ASGI wrappers), and notes the `send` that reaches
 it. Only when that is the `send` method of uvicorn's `websockets-sansio` protocol
-(uvicorn's default when `websockets` is installed), so nothing on the way looks at
+(uvicorn 0.54's default with `websockets` installed), so nothing on the way looks at
 what is sent, does `direct_writer` give a writer; with another server, another
 uvicorn protocol, a negotiated extension or a wrapped `send` it gives None and the
 stream sends through Litestar as before. Between the router and the route, Litestar
@@ -35,6 +35,15 @@ except ImportError:  # another uvicorn layout: always the plain path
     WebSocketsSansIOProtocol = None  # type: ignore[assignment,misc]
 
 SERVER_SEND = "stepstream.server_send"  # the scope key `keep_server_send` sets
+# What is read of uvicorn's protocol object: its attributes, not its API.
+PROTOCOL_ATTRIBUTES = (
+    "conn",
+    "handshake_complete",
+    "transport",
+    "writable",
+    "close_sent",
+    "disconnected",
+)
 
 
 def keep_server_send(app: ASGIApp) -> ASGIApp:
@@ -70,6 +79,8 @@ def direct_writer(socket: WebSocket[Any, Any, Any]) -> Callable[[Event], bool] |
     protocol = getattr(socket.scope.get(SERVER_SEND), "__self__", None)
     if WebSocketsSansIOProtocol is None or not isinstance(protocol, WebSocketsSansIOProtocol):
         return None
+    if not all(hasattr(protocol, name) for name in PROTOCOL_ATTRIBUTES):
+        return None  # another uvicorn release: the plain path goes on
     if protocol.conn.extensions or not protocol.handshake_complete:
         return None
     transport = protocol.transport

@@ -25,6 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from stepstream import Engine
+from stepstream_server import direct
 from stepstream_server.app import create_app
 
 from cli_support import STARTUP, WAIT, assert_matches_log
@@ -269,3 +270,28 @@ async def test_the_seeds_websocket_client_example_works(server: SocketServer) ->
     ws.close()
     assert seen[0] == "status"
     assert seen[-1] == "completed"
+
+
+async def test_frames_go_straight_to_the_socket_only_when_no_compression_was_negotiated(
+    server: SocketServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compressed frames differ per socket: those clients are served through Litestar."""
+    built: list[int] = []
+    frame_of = direct.frame_of
+
+    def counting(event: Any) -> bytes:
+        built.append(event.seq)
+        return frame_of(event)
+
+    monkeypatch.setattr(direct, "frame_of", counting)
+    for compression, expect_direct in (("deflate", False), (None, True)):
+        gate = server.new_gate()
+        submitted = await server.submit("chatty", gate_name=gate, items=40, message_size=50)
+        execution_id = submitted["execution_id"]
+        async with server.progress_ws(execution_id, compression=compression) as ws:
+            status = await recv_json(ws)
+            server.open_gate(gate)
+            messages, code = await read_to_close(ws, timeout=30)
+        assert code == 1000
+        assert_matches_log(messages, await server.events(execution_id), after=status["seq"])
+        assert bool(built) is expect_direct, (compression, built)

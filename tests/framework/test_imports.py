@@ -54,7 +54,6 @@ def test_the_command_group_is_built_without_the_engine_or_an_event_loop() -> Non
     assert not {"asyncio", "anyio", "rich", "stepstream.runtime.engine"} & loaded
 
 
-
 def test_with_the_installed_plugins_the_command_group_loads_no_web_framework() -> None:
     """Every command, `--help` included, loads each plugin: they defer what only they use."""
     loaded = _loaded_after(

@@ -148,6 +148,7 @@ async def test_a_sync_step_sees_the_callers_context_and_can_call_back_into_the_l
 
     @p.step
     def look(n: int = 0) -> dict[str, object]:
+        anyio.from_thread.check_cancelled()  # not cancelled: returns
         return {"request": request.get(), "loop": anyio.from_thread.run(on_loop)}
 
     request.set("r-1")

@@ -17,6 +17,7 @@ import anyio
 import pytest
 
 from stepstream import Pipeline, StoreError
+from stepstream.stores.memory import MemoryStore
 from stepstream.stores.sqlite import SqliteStore
 
 from cli_support import WAIT
@@ -90,6 +91,25 @@ async def test_an_execution_the_store_cannot_keep_never_runs(start_server: Any) 
     assert retried.status_code == 202, retried.text
     assert (await server.wait_for(retried.json()["execution_id"]))["status"] == "completed"
     assert ran.count("refused") == 0 and ran.count("retried") == 1
+
+
+class OneArgumentStore(MemoryStore):
+    """A store plugin written before `on_kept` took `failed`."""
+
+    def on_kept(self, callback: Callable[[], None]) -> None:  # type: ignore[override]
+        callback()
+
+
+async def test_a_store_that_cannot_be_asked_whether_it_kept_answers_503_and_never_runs(
+    start_server: Any,
+) -> None:
+    server = await witness_server(start_server, store=OneArgumentStore(), max_concurrent=1)
+    body = server.problem(await start(server, tag="unasked"), 503)
+    assert body["type"] == "store-unavailable"
+    assert "could not be asked whether it kept" in body["detail"]
+    record = await server.wait_for(body["execution_id"])
+    assert record["status"] == "cancelled" and record["started_at"] is None
+    assert ran.count("unasked") == 0
 
 
 async def test_an_accepted_execution_was_kept_before_it_started(start_server: Any) -> None:

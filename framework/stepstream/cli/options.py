@@ -51,7 +51,7 @@ def open_transports(plugins: PluginManager, urls: tuple[str, ...]) -> list[Trans
 
 
 def exit_leaving_abandoned_threads(engine: Engine, code: int, console: Console) -> None:
-    """Exit now if a step's thread was abandoned: Python would otherwise wait for it."""
+    """Exit now if a step's thread was abandoned, rather than shut the interpreter down under it."""
     if engine.abandoned_threads:
         console.print(
             f"{engine.abandoned_threads} step thread(s) ignored the cancel and were abandoned; "

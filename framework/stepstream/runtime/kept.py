@@ -23,9 +23,9 @@ class _Round:
 
     def __init__(self) -> None:
         self.done = asyncio.Event()
-        self.error: Exception | None = None
+        self.error: StoreError | None = None
 
-    def settle(self, error: Exception | None) -> None:
+    def settle(self, error: StoreError | None) -> None:
         if not self.done.is_set():
             self.error = error
             self.done.set()
@@ -63,5 +63,9 @@ class KeptWaiters:
 
         try:
             self._store.on_kept(lambda: settle(None), settle)
-        except Exception as exc:  # a store that cannot even be asked: its waiters hear why
+        except StoreError as exc:  # a store that cannot even be asked: its waiters hear why
             round_.settle(exc)
+        except Exception as exc:  # e.g. a store plugin written before `failed` existed
+            error = StoreError(f"the store could not be asked whether it kept the execution: {exc}")
+            error.__cause__ = exc
+            round_.settle(error)

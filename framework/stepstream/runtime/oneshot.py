@@ -43,7 +43,7 @@ class _Host:
         ready.wait()
 
     def _serve(self, ready: threading.Event) -> None:
-        """Run the loop forever under one root task, so anyio keeps its worker threads."""
+        """Run the loop forever under one root task, so anyio keeps what it keeps per run."""
 
         async def forever() -> None:
             ready.set()

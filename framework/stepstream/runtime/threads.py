@@ -4,7 +4,9 @@
 limiter, a cancel scope around a future), a third of a short execution; this costs
 12-30 µs. Each event loop keeps its own idle threads, reused newest first; a thread
 idle for `IDLE_SECONDS` retires. There is no cap: each execution's sync steps wait
-for no other's. Code on these threads may call `anyio.from_thread` as on anyio's own.
+for no other's (a server bounds them with `--max-concurrent`). Code on these threads
+may call `anyio.from_thread` as on anyio's own; `check_cancelled` never raises there,
+as a cancelled step hears of it at its next Progress call.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 
 import anyio.lowlevel
 
-# anyio.from_thread finds the loop through a thread-local that only anyio's own worker
-# threads set (`claim_worker_thread`, not public API): set it here, in this one place.
-from anyio._core._eventloop import claim_worker_thread, set_current_async_library
+# anyio.from_thread finds the loop and the cancel scope through thread-locals that only
+# anyio's own worker threads set (not public API, so anyio is pinned below 5): set here,
+# in this one place.
+from anyio._core._eventloop import claim_worker_thread, set_current_async_library, threadlocals
 
 IDLE_SECONDS = 10.0
 
@@ -78,14 +81,11 @@ class _Pool:
                 if work is None:
                     return
                 context, function, args, future = work
-                result = error = None
-                try:
-                    result = context.run(function, *args)
-                except StopIteration as exc:  # a future cannot hold one
-                    error = RuntimeError("a sync step raised StopIteration")
-                    error.__cause__ = exc
-                except BaseException as exc:  # handed to the waiting task, as anyio does
-                    error = exc
+                if future.cancelled():  # its caller stopped waiting before it began
+                    if not self._call_on_loop(self.idle.append, inbox):
+                        return
+                    continue
+                result, error = _outcome(context, function, args)
                 if not self._call_on_loop(self._settle, inbox, future, result, error):
                     return
                 del work, result, error, context, function, args, future  # hold nothing idle
@@ -118,3 +118,20 @@ class _Pool:
         if inbox in self.idle:
             self.idle.remove(inbox)
             inbox.put(None)
+
+
+def _outcome(
+    context: contextvars.Context, function: Callable[..., Any], args: tuple[Any, ...]
+) -> tuple[Any, BaseException | None]:
+    """Run the work in its context: its result, or what it raised (a future takes it)."""
+    threadlocals.current_cancel_scope = None  # check_cancelled: see the module docstring
+    try:
+        return context.run(function, *args), None
+    except StopIteration as exc:  # a future cannot hold one
+        error = RuntimeError("a sync step raised StopIteration")
+        error.__cause__ = exc
+        return None, error
+    except BaseException as exc:  # handed to the waiting task, as anyio does
+        return None, exc
+    finally:
+        del threadlocals.current_cancel_scope

@@ -990,12 +990,17 @@ class SqliteStore:
             self._closed = True
             lost = sum(len(t.events) for t in self._pending.values())
             self._live.clear()  # reads of a closed store fail rather than show a stale copy
+            orphans, self._callbacks = self._callbacks, []  # no commit is coming for them
         with self._readers_lock:
             idle, self._idle = self._idle, []
         for conn in (*idle, self._writer):
             conn.close()
         os.close(self._lock_fd)
         _open_stores.discard(self)
+        closed = StoreError(f"store {self.path} closed before it kept what was appended")
+        for call in orphans:
+            if call.failed is not None:
+                call.failed(closed)
         if lost:
             raise StoreError(
                 f"store {self.path} closed with {lost} events not written: {self._failure}"

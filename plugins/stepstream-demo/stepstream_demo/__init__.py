@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .pipelines import DEMO_PIPELINES, demo, demo_async
+
 __all__ = ["DEMO_PIPELINES", "demo", "demo_async"]
 
 

@@ -7,6 +7,11 @@ with retries; see the README for the URL's options.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .transport import WebhookTransport
+
 __all__ = ["WebhookTransport"]
 
 
