@@ -155,3 +155,35 @@ async def test_a_sync_step_sees_the_callers_context_and_can_call_back_into_the_l
     record = await engine_with().run(p, {})
     assert record.status == "completed"
     assert record.outputs == {"request": "r-1", "loop": loop_thread}
+
+
+@pytest.mark.anyio
+async def test_past_the_thread_cap_sync_steps_wait_for_a_thread_and_all_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(threads, "MAX_THREADS", 2)
+    lock = threading.Lock()
+    running, most, order = [0], [0], []
+    p = Pipeline("capped")
+
+    @p.step
+    def busy(n: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            order.append(n)
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return n
+
+    async with Engine(load_entrypoints=False) as engine:
+        with anyio.fail_after(20):
+            jobs = [engine.create(p, {"n": n}) for n in range(6)]
+            async with anyio.create_task_group() as tg:
+                for job in jobs:
+                    tg.start_soon(engine.execute, job)
+                    await anyio.sleep(0.005)  # so they ask for a thread in this order
+        assert [engine.get(job.execution_id).outputs for job in jobs] == list(range(6))
+    assert most[0] == 2
+    assert set(order[:2]) == {0, 1}  # the first to ask ran first; the rest waited for them

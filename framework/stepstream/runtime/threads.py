@@ -3,8 +3,10 @@
 `anyio.to_thread.run_sync` costs 50-100 µs of CPU a call (a checkpoint, a capacity
 limiter, a cancel scope around a future), a third of a short execution; this costs
 12-30 µs. Each event loop keeps its own idle threads, reused newest first; a thread
-idle for `IDLE_SECONDS` retires. There is no cap: each execution's sync steps wait
-for no other's (a server bounds them with `--max-concurrent`). Code on these threads
+idle for `IDLE_SECONDS` retires. Up to `MAX_THREADS` run at once, so sync steps wait
+for others only in a crowd far past what anyio allowed (40), and a burst of
+executions cannot exhaust the process's threads; beyond it work waits its turn,
+first in first out. Code on these threads
 may call `anyio.from_thread` as on anyio's own; `check_cancelled` never raises there,
 as a cancelled step hears of it at its next Progress call.
 """
@@ -12,6 +14,7 @@ as a cancelled step hears of it at its next Progress call.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import queue
 import threading
@@ -26,6 +29,7 @@ import anyio.lowlevel
 from anyio._core._eventloop import claim_worker_thread, set_current_async_library, threadlocals
 
 IDLE_SECONDS = 10.0
+MAX_THREADS = 1_000
 
 _Work = tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
 _pools: anyio.lowlevel.RunVar[_Pool] = anyio.lowlevel.RunVar("stepstream_thread_pool")
@@ -52,16 +56,33 @@ class _Pool:
         self.loop = loop
         self.token = token
         self.idle: list[queue.SimpleQueue[_Work | None]] = []
+        self.threads = 0
+        self.waiting: collections.deque[_Work] = collections.deque()  # once MAX_THREADS run
 
     def submit(self, work: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Future[Any]:
         future = self.loop.create_future()
         context = contextvars.copy_context()
         context.run(set_current_async_library, None)  # as anyio does: no loop runs there
-        inbox = self.idle.pop() if self.idle else self._start()
-        inbox.put((context, work, args, future))
+        item = (context, work, args, future)
+        if self.idle:
+            self.idle.pop().put(item)
+        elif self.threads < MAX_THREADS:
+            self._start().put(item)
+        else:
+            self.waiting.append(item)
         return future
 
+    def _free(self, inbox: queue.SimpleQueue[_Work | None]) -> None:
+        """A thread is done: hand it the oldest waiting work, else let it idle."""
+        while self.waiting:
+            item = self.waiting.popleft()
+            if not item[3].cancelled():
+                inbox.put(item)
+                return
+        self.idle.append(inbox)
+
     def _start(self) -> queue.SimpleQueue[_Work | None]:
+        self.threads += 1
         inbox: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         threading.Thread(
             target=self._serve, args=(inbox,), name="stepstream-step", daemon=True
@@ -82,7 +103,7 @@ class _Pool:
                     return
                 context, function, args, future = work
                 if future.cancelled():  # its caller stopped waiting before it began
-                    if not self._call_on_loop(self.idle.append, inbox):
+                    if not self._call_on_loop(self._free, inbox):
                         return
                     continue
                 result, error = _outcome(context, function, args)
@@ -105,7 +126,7 @@ class _Pool:
         result: Any,
         error: BaseException | None,
     ) -> None:
-        self.idle.append(inbox)
+        self._free(inbox)
         if future.cancelled():
             return
         if error is not None:
@@ -117,6 +138,7 @@ class _Pool:
         """Stop an idle thread, unless work was handed to it meanwhile."""
         if inbox in self.idle:
             self.idle.remove(inbox)
+            self.threads -= 1
             inbox.put(None)
 
 
