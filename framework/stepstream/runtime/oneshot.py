@@ -43,7 +43,8 @@ class _Host:
         ready.wait()
 
     def _serve(self, ready: threading.Event) -> None:
-        """Run the loop forever under one root task, so anyio keeps what it keeps per run."""
+        """Run the loop forever under one root task: what lives per run (anyio's RunVars,
+        the step threads of `threads.py`) lives as long as the host."""
 
         async def forever() -> None:
             ready.set()

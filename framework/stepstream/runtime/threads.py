@@ -6,9 +6,9 @@ limiter, a cancel scope around a future), a third of a short execution; this cos
 idle for `IDLE_SECONDS` retires. Up to `MAX_THREADS` run at once, so sync steps wait
 for others only in a crowd far past what anyio allowed (40), and a burst of
 executions cannot exhaust the process's threads; beyond it work waits its turn,
-first in first out. Code on these threads
-may call `anyio.from_thread` as on anyio's own; `check_cancelled` never raises there,
-as a cancelled step hears of it at its next Progress call.
+first in first out. Code on these threads may call `anyio.from_thread` as on
+anyio's own; `check_cancelled` never raises there, as a cancelled step hears of it
+at its next Progress call.
 """
 
 from __future__ import annotations

@@ -477,9 +477,11 @@ class SqliteStore:
             ):
                 self._done.wait()
             if self._written < target:
-                raise StoreError(
-                    f"cannot write to store {self.path}: {self._failure or 'it was closed'}"
-                )
+                raise self._write_error(self._failure)
+
+    def _write_error(self, failure: str | None) -> StoreError:
+        """What `flush` raises and `on_kept` hands `failed` when a write did not keep events."""
+        return StoreError(f"cannot write to store {self.path}: {failure or 'it was closed'}")
 
     def append_logs(self, execution_id: str, lines: list[LogLine], keep: int) -> None:
         """Queue captured lines for the next batch; older lines beyond `keep` go when written."""
@@ -532,7 +534,7 @@ class SqliteStore:
         if not waiting:
             callback()
         elif gone and failed is not None:
-            failed(StoreError(f"cannot write to store {self.path}: {self._failure or 'closed'}"))
+            failed(self._write_error(self._failure))
 
     def _call_back(self, swap: int, failure: str | None) -> None:
         """Run the callbacks waiting for commits up to `swap`, or on a failed one those with
@@ -552,7 +554,7 @@ class SqliteStore:
                     call.callback()
                 else:
                     assert call.failed is not None
-                    call.failed(StoreError(f"cannot write to store {self.path}: {failure}"))
+                    call.failed(self._write_error(failure))
             except Exception:
                 log.exception("a callback after a commit to %s failed", self.path)
 
