@@ -21,6 +21,8 @@ MIN_POKE_PERIOD = 0.01
 # Fast `message`/`check` calls double the stride on every call; unbounded, it grows
 # into an integer of that many bits and each call costs more than the last.
 MAX_STRIDE = 1 << 20
+# Makes a Throttle's `stopped` event once, whichever thread asks first.
+_STOPPING = threading.Lock()
 
 
 class Throttle:
@@ -32,12 +34,12 @@ class Throttle:
 
     __slots__ = (
         "_resume",
+        "_stopped",
         "cancelled",
         "interrupt",
         "interval",
         "next_at",
         "progress",
-        "stopped",
     )
 
     def __init__(self, interval: float = DEFAULT_INTERVAL) -> None:
@@ -47,9 +49,17 @@ class Throttle:
         self.next_at = 0.0
         self.cancelled = False
         self.interrupt: BaseException | None = None
-        self.stopped = threading.Event()
+        self._stopped: threading.Event | None = None
         self.progress: Progress | None = None
         self._resume: Callable[[], None] | None = None  # set while the pokes wait for a stride
+
+    @property
+    def stopped(self) -> threading.Event:
+        """Set by a cancel, for a thread that waits; made on first use, as few executions wait."""
+        with _STOPPING:
+            if self._stopped is None:
+                self._stopped = threading.Event()
+            return self._stopped
 
     def cancel(self) -> None:
         """Make the running step's next Progress call raise Cancelled."""

@@ -72,7 +72,7 @@ class Job:
         self.thread_scopes: set[anyio.CancelScope] = set()  # around sync steps' threads
         self.started = False
         self.ended = False  # its ending is recorded (`finished` is set once it is kept)
-        self.finished = anyio.Event()
+        self.finished = asyncio.Event()  # the engine runs on asyncio; anyio's costs a lookup
         self.outputs: Any = None
         self.failure: StepFailed | None = None
         self.cancelled_at: float | None = None  # monotonic time of the first cancel
