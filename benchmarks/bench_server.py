@@ -242,15 +242,21 @@ class Child:
 
 
 def stepstream_serve(
-    log_dir: Path, name: str, store: str, *extra: str, pipelines: Path = THIS_FILE
+    log_dir: Path,
+    name: str,
+    store: str,
+    *extra: str,
+    pipelines: Path = THIS_FILE,
+    bin_dir: Path = BIN,
 ) -> Child:
     """The real `stepstream serve`, with this file's pipelines (or `pipelines`'), on a free port.
 
-    `store` is a store URL, or "memory", or "sqlite" for a fresh file in `log_dir`.
+    `store` is a store URL, or "memory", or "sqlite" for a fresh file in `log_dir`;
+    `bin_dir` holds the `stepstream` to run (another checkout's, to compare).
     """
     url = {"memory": "memory://", "sqlite": f"sqlite:///{log_dir / name}.db"}.get(store, store)
     argv = [
-        str(BIN / "stepstream"),
+        str(bin_dir / "stepstream"),
         "serve",
         "--port",
         "0",

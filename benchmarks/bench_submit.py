@@ -2,6 +2,8 @@
 
 Run:  uv run python benchmarks/bench_submit.py             (about 2 minutes; needs wrk)
       uv run python benchmarks/bench_submit.py --quick     (smoke run)
+      uv run python benchmarks/bench_submit.py --compare OTHER/.venv/bin/python
+                                                           (+ another checkout's servers)
 
 Each stepstream server runs with `--max-concurrent 1` and a `gate` execution holding
 the slot, so every submitted execution is recorded `pending`, kept by the store
@@ -74,8 +76,12 @@ def child_bare() -> None:
     _serve(Litestar([Router("/api/v1", route_handlers=[submit])], logging_config=None))
 
 
-def bench(log_dir: Path, quick: bool) -> dict[str, Any]:
-    """Alternating wrk rounds against each server; requests/s and server CPU per request."""
+def bench(log_dir: Path, quick: bool, compare: str | None = None) -> dict[str, Any]:
+    """Alternating wrk rounds against each server; requests/s and server CPU per request.
+
+    With `compare` (another environment's python), that checkout's two servers take
+    part in the same rounds, so before and after meet the same machine.
+    """
     rounds, seconds = (2, 2) if quick else (5, 4)
     script = log_dir / "post.lua"
     script.write_text(WRK_SCRIPT.format(body=msgspec.json.encode(BODY).decode()))
@@ -86,6 +92,13 @@ def bench(log_dir: Path, quick: bool) -> dict[str, Any]:
         "stepstream, sqlite store": stepstream_serve(log_dir, "submit-sqlite", "sqlite"),
         "stepstream, memory store": stepstream_serve(log_dir, "submit-memory", "memory"),
     }
+    if compare:
+        other = Path(compare).parent
+        label = other.parents[1].name  # the other checkout's folder
+        for store in ("sqlite", "memory"):
+            servers[f"{label}: stepstream, {store} store"] = stepstream_serve(
+                log_dir, f"submit-{store}-{label}", store, bin_dir=other
+            )
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
     try:
         urls = {}
@@ -152,10 +165,11 @@ def show(result: dict[str, Any], env: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer and shorter rounds")
+    parser.add_argument("--compare", metavar="PYTHON", help="another environment's interpreter")
     args = parser.parse_args()
     env = environment()
     with tempfile.TemporaryDirectory(prefix="bench_submit-") as tmp:
-        result = bench(Path(tmp), args.quick)
+        result = bench(Path(tmp), args.quick, args.compare)
     env["load_average_after"] = os.getloadavg()
     show(result, env)
     print(f"load average after: {env['load_average_after']}")
