@@ -19,8 +19,8 @@ import msgspec
 
 from ..hookspecs import hookimpl
 from ..model.events import Envelope
-from . import Gap, TransportError, TransportRejected
-from .wire import IngestAnswer, encode_batch
+from . import TransportError, TransportRejected
+from .wire import Gap, IngestAnswer, encode_batch
 
 if TYPE_CHECKING:
     import httpx
