@@ -13,10 +13,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .authoring.pipeline import InputField, Pipeline, Step
-    from .authoring.progress import DEFAULT_INTERVAL as DEFAULT_PROGRESS_INTERVAL
     from .authoring.progress import Progress
     from .client import AsyncClient, Client
-    from .defaults import DEFAULT_CANCEL_GRACE, DEFAULT_LOG_LINES
+    from .defaults import (
+        DEFAULT_CANCEL_GRACE,
+        DEFAULT_LOG_LINES,
+        DEFAULT_MAX_OUTPUT_BYTES,
+        DEFAULT_PROGRESS_INTERVAL,
+    )
     from .errors import (
         Cancelled,
         ExecutionElsewhere,
@@ -58,7 +62,6 @@ if TYPE_CHECKING:
         encode,
     )
     from .model.fold import apply_event, status_of
-    from .model.values import DEFAULT_MAX_OUTPUT_BYTES
     from .plugins import PluginManager, make_plugin_manager
     from .runtime.engine import Engine
     from .stores import ExecutionStore
@@ -129,8 +132,8 @@ _HOMES = {
     "Client": ("client", "Client"),
     "DEFAULT_CANCEL_GRACE": ("defaults", "DEFAULT_CANCEL_GRACE"),
     "DEFAULT_LOG_LINES": ("defaults", "DEFAULT_LOG_LINES"),
-    "DEFAULT_MAX_OUTPUT_BYTES": ("model.values", "DEFAULT_MAX_OUTPUT_BYTES"),
-    "DEFAULT_PROGRESS_INTERVAL": ("authoring.progress", "DEFAULT_INTERVAL"),
+    "DEFAULT_MAX_OUTPUT_BYTES": ("defaults", "DEFAULT_MAX_OUTPUT_BYTES"),
+    "DEFAULT_PROGRESS_INTERVAL": ("defaults", "DEFAULT_PROGRESS_INTERVAL"),
     "Engine": ("runtime.engine", "Engine"),
     "ExecutionStore": ("stores", "ExecutionStore"),
     "InputField": ("authoring.pipeline", "InputField"),

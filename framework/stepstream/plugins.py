@@ -25,15 +25,18 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "stepstream"
 LOAD_PLUGINS_ENV = "STEPSTREAM_LOAD_PLUGINS"
 
-# Built-ins are registered exactly like third-party plugins (datasette's DEFAULT_PLUGINS).
-# They import `hookimpl` from hookspecs, never this module.
-DEFAULT_PLUGINS: tuple[str, ...] = (
-    "stepstream.stores.memory",
-    "stepstream.stores.sqlite",
-    "stepstream.transports.http",
-    "stepstream.cli.commands",
-    "stepstream.cli.remote",
-)
+# Built-ins are registered exactly like third-party plugins (datasette's DEFAULT_PLUGINS):
+# a name and the module holding its hooks, as an entry point gives them. Every command,
+# `--help` included, imports these modules, so each is light and a hook imports what it
+# offers when called. The stores and the transport keep their implementation module's
+# name. They import `hookimpl` from hookspecs, never this module.
+DEFAULT_PLUGINS: dict[str, str] = {
+    "stepstream.stores.memory": "stepstream.stores.memory_plugin",
+    "stepstream.stores.sqlite": "stepstream.stores.sqlite_plugin",
+    "stepstream.transports.http": "stepstream.transports.http_plugin",
+    "stepstream.cli.commands": "stepstream.cli.commands",
+    "stepstream.cli.remote": "stepstream.cli.remote",
+}
 
 log = logging.getLogger("stepstream.plugins")
 
@@ -262,8 +265,8 @@ class PluginManager(pluggy.PluginManager):
 def make_plugin_manager(*, load_entrypoints: bool = True) -> PluginManager:
     """A manager holding the default plugins and, unless told not to, installed ones."""
     pm = PluginManager()
-    for module_name in DEFAULT_PLUGINS:
-        pm.register(importlib.import_module(module_name), name=module_name)
+    for name, module_name in DEFAULT_PLUGINS.items():
+        pm.register(importlib.import_module(module_name), name=name)
     if load_entrypoints:
         pm.load_entrypoints()
     return pm

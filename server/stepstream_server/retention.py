@@ -6,10 +6,12 @@ import functools
 import logging
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import anyio
+from stepstream import StoreError
 
-from stepstream import ExecutionStore, StoreError
+if TYPE_CHECKING:
+    from stepstream import ExecutionStore
 
 log = logging.getLogger("stepstream.retention")
 
@@ -64,6 +66,8 @@ def _age(seconds: float) -> str:
 
 async def prune_forever(store: ExecutionStore, retention: Retention, interval: float) -> None:
     """Prune now and every `interval` seconds, on a worker thread; a failed pass is logged."""
+    import anyio  # here: `stepstream serve --help` parses `--keep` with this module, no loop
+
     prune = functools.partial(
         store.prune, keep_count=retention.count, keep_age_seconds=retention.age_seconds
     )

@@ -54,15 +54,35 @@ def test_the_command_group_is_built_without_the_engine_or_an_event_loop() -> Non
     assert not {"asyncio", "anyio", "rich", "stepstream.runtime.engine"} & loaded
 
 
-def test_with_the_installed_plugins_the_command_group_loads_no_web_framework() -> None:
-    """Every command, `--help` included, loads each plugin: they defer what only they use."""
+def test_with_the_installed_plugins_the_command_group_loads_no_web_framework_or_store() -> None:
+    """Every command, `--help` included, loads each plugin: they defer what only they use.
+
+    The stores and transports load when a command opens one, msgspec with the first event.
+    """
     loaded = _loaded_after(
         "from stepstream.cli.main import build_cli\n"
         "from stepstream.plugins import make_plugin_manager\n"
         "plugins = make_plugin_manager()\n"
         "build_cli(plugins)\n"
         "names = {plugins.get_name(p) for p in plugins.get_plugins()}\n"
-        "assert {'server', 'demo', 'webhooks'} <= names"
+        "assert {'server', 'demo', 'webhooks', 'stepstream.stores.sqlite'} <= names"
     )
-    assert not {"litestar", "uvicorn", "rich", "stepstream.runtime.engine"} & loaded
+    assert not {"litestar", "uvicorn", "rich", "anyio", "stepstream.runtime.engine"} & loaded
     assert not {"stepstream_demo.pipelines", "stepstream_webhooks.transport"} & loaded
+    assert not {"msgspec", "stepstream.model.events", "stepstream.transports.wire"} & loaded
+    implementations = {"stepstream.stores.memory", "stepstream.stores.sqlite", "sqlite3"}
+    assert not {*implementations, "stepstream.transports.http"} & loaded
+
+
+def test_the_built_in_stores_and_transports_load_when_their_schemes_are_asked_for() -> None:
+    loaded = _loaded_after(
+        "from stepstream.plugins import make_plugin_manager\n"
+        "plugins = make_plugin_manager(load_entrypoints=False)\n"
+        "from stepstream.stores.memory import MemoryStore\n"
+        "from stepstream.stores.sqlite import SqliteStore\n"
+        "from stepstream.transports.http import HttpTransport\n"
+        "stores, transports = plugins.store_schemes(), plugins.transport_schemes()\n"
+        "assert stores['memory'] is MemoryStore and stores['sqlite'] is SqliteStore\n"
+        "assert transports['http'] is transports['https'] is HttpTransport"
+    )
+    assert {"msgspec", "stepstream.stores.sqlite"} <= loaded

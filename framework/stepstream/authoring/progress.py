@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter
 from typing import TYPE_CHECKING, TypeVar
 
+from ..defaults import DEFAULT_PROGRESS_INTERVAL as DEFAULT_INTERVAL
 from ..errors import Cancelled
 from ..model.values import MAX_MESSAGE_CHARS, clean_text
 
@@ -16,7 +17,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-DEFAULT_INTERVAL = 0.05
 MIN_POKE_PERIOD = 0.01
 # Fast `message`/`check` calls double the stride on every call; unbounded, it grows
 # into an integer of that many bits and each call costs more than the last.

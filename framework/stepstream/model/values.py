@@ -13,9 +13,9 @@ from typing import Any
 
 import msgspec
 
+from ..defaults import DEFAULT_MAX_OUTPUT_BYTES as DEFAULT_MAX_OUTPUT_BYTES
 from .events import encode
 
-DEFAULT_MAX_OUTPUT_BYTES = 1_048_576  # outputs over this are replaced by a marker
 MAX_MESSAGE_CHARS = 1_000  # a step's progress message
 MAX_ERROR_CHARS = 10_000  # an error's message
 MAX_TRACEBACK_CHARS = 50_000  # an error's traceback, keeping its end (where the error is)

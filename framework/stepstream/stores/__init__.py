@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import StoreError
-from ..model.events import Event, ExecutionRecord, LogLine, Status, StepState
+
+if TYPE_CHECKING:  # annotations only: the protocol and `open_store` need no msgspec
+    from ..model.events import Event, ExecutionRecord, LogLine, Status, StepState
 
 
 @runtime_checkable

@@ -9,7 +9,6 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 
 from ..errors import StoreError
-from ..hookspecs import hookimpl
 from ..model.events import Event, ExecutionRecord, LogLine, ProgressEvent, Status
 from ..model.fold import append_coalesced, apply_event, copy_record
 from . import step_durations_of
@@ -165,9 +164,3 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
-
-
-@hookimpl
-def register_stores() -> dict[str, type]:
-    """Offer `memory://`."""
-    return {"memory": MemoryStore}

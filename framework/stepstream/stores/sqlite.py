@@ -67,7 +67,6 @@ from typing import Any, NamedTuple
 import msgspec
 
 from ..errors import StoreError
-from ..hookspecs import hookimpl
 from ..model.events import (
     TERMINAL_EVENTS,
     AnyEvent,
@@ -1170,9 +1169,3 @@ def _close_open_stores() -> None:
             store.close()
         except StoreError as exc:
             log.error("%s", exc)
-
-
-@hookimpl
-def register_stores() -> dict[str, type]:
-    """Offer `sqlite:///path.db`."""
-    return {"sqlite": SqliteStore}

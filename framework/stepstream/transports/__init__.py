@@ -11,12 +11,13 @@ readable transport's events into an engine.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Protocol, runtime_checkable
-
-import msgspec
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import StepstreamError
-from ..model.events import Envelope
+
+if TYPE_CHECKING:  # the wire format (msgspec) loads once a transport is opened, not before
+    from ..model.events import Envelope
+    from .wire import Gap
 
 
 class TransportError(StepstreamError):
@@ -25,13 +26,6 @@ class TransportError(StepstreamError):
 
 class TransportRejected(TransportError):
     """The receiver refused a batch as malformed: sending it again would not help."""
-
-
-class Gap(msgspec.Struct, frozen=True):
-    """A receiver misses the events of an execution after `have` (0: it does not know it)."""
-
-    execution_id: str
-    have: int
 
 
 @runtime_checkable
@@ -150,3 +144,12 @@ def redacted(url: str) -> str:
     if not at or ":" not in userinfo:
         return url
     return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+def __getattr__(name: str) -> object:
+    """`Gap`, from the wire format on first use: every command loads this package."""
+    if name == "Gap":
+        from .wire import Gap
+
+        return Gap
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,10 +17,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ..hookspecs import hookimpl
 from ..model.events import Envelope
-from . import Gap, TransportError, TransportRejected
-from .wire import IngestAnswer, encode_batch
+from . import TransportError, TransportRejected
+from .wire import Gap, IngestAnswer, encode_batch
 
 if TYPE_CHECKING:
     import httpx
@@ -107,9 +106,3 @@ def _detail(response: Any) -> str:
         return str(response.json()["detail"])
     except Exception:
         return response.text[:200] or response.reason_phrase
-
-
-@hookimpl
-def register_transports() -> dict[str, type]:
-    """Offer `http://` and `https://`."""
-    return {"http": HttpTransport, "https": HttpTransport}

@@ -30,13 +30,13 @@ from ..model.fold import as_created
 from ..tracking.recorder import this_process
 from . import (
     CancelRelay,
-    Gap,
     QueueingTransport,
     Transport,
     TransportError,
     TransportRejected,
     redacted,
 )
+from .wire import Gap
 
 if TYPE_CHECKING:
     from ..runtime.engine import Engine

@@ -14,9 +14,15 @@ from collections.abc import Sequence
 import msgspec
 
 from ..model.events import AnyEvent, Envelope, ExecutionRecord, encode, event_decoder
-from . import Gap
 
 log = logging.getLogger("stepstream.transports")
+
+
+class Gap(msgspec.Struct, frozen=True):
+    """A receiver misses the events of an execution after `have` (0: it does not know it)."""
+
+    execution_id: str
+    have: int
 
 
 class Batch(msgspec.Struct):

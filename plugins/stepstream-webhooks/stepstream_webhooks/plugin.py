@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from stepstream import hookimpl
 
-from .options import SCHEMES
-
 
 @hookimpl
 def register_transports() -> dict[str, type]:
     """Offer `webhook+https://` and `webhook+http://`."""
+    from .options import SCHEMES
     from .transport import WebhookTransport
 
     return dict.fromkeys(SCHEMES, WebhookTransport)
