@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -62,18 +63,24 @@ class Accepted(msgspec.Struct):
     status: str = "pending"
 
 
-def child_bare() -> None:
-    """The baseline: a minimal Litestar handler decoding the body and answering 202."""
-    import uuid
+async def bare_submit(data: Submission) -> Accepted:
+    """The baseline's handler: decode the body into a Struct, answer 202 with an id."""
+    return Accepted(execution_id=f"exec_{uuid.uuid4().hex}")
 
-    from bench_server import _serve
+
+def bare_app() -> Any:
+    """The baseline: a minimal Litestar app with `bare_submit` as its one route."""
     from litestar import Litestar, Router, post
 
-    @post("/executions", status_code=202)
-    async def submit(data: Submission) -> Accepted:
-        return Accepted(execution_id=f"exec_{uuid.uuid4().hex}")
+    handler = post("/executions", status_code=202)(bare_submit)
+    return Litestar([Router("/api/v1", route_handlers=[handler])], logging_config=None)
 
-    _serve(Litestar([Router("/api/v1", route_handlers=[submit])], logging_config=None))
+
+def child_bare() -> None:
+    """The baseline server."""
+    from bench_server import _serve
+
+    _serve(bare_app())
 
 
 def bench(log_dir: Path, quick: bool, compare: str | None = None) -> dict[str, Any]:
