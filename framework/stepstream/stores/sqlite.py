@@ -18,7 +18,11 @@ Queued per execution (its "tail"): the events not yet written, coalesced by
 and, between two of them, only the latest progress event), and which rows of step
 states they changed. A writer thread commits the queued tails every `flush_interval`
 seconds, or sooner when much is queued, in one transaction (WAL mode,
-synchronous=NORMAL), so reads never repeat or skip an event.
+synchronous=NORMAL), so reads never repeat or skip an event. When only progress is
+queued (no lifecycle event, no new execution, no captured line) it waits until
+`progress_interval` has passed since the last commit: progress is coalesced meanwhile,
+reads see it from the queue, and a commit per progress event cost more CPU than
+everything else the event does (20 events a second to 100 subscribers: 0.65 ms each).
 
 What a commit writes is proportional to what changed, never to the record's size: the
 events as one chunk (one row per execution per flush, a JSON array), the record's
@@ -345,10 +349,16 @@ class SqliteStore:
     seq_headroom = 1_000_000
 
     def __init__(
-        self, path: str | os.PathLike[str], *, flush_interval: float = 0.025, batch_size: int = 512
+        self,
+        path: str | os.PathLike[str],
+        *,
+        flush_interval: float = 0.025,
+        progress_interval: float = 0.5,
+        batch_size: int = 512,
     ) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.flush_interval = flush_interval
+        self.progress_interval = progress_interval
         self.batch_size = batch_size
         self._lock = threading.Lock()  # the queue and the writer's progress
         self._finished: OrderedDict[str, ExecutionRecord] = OrderedDict()
@@ -364,6 +374,9 @@ class SqliteStore:
         self._pending_logs: dict[str, _Lines] = {}  # captured lines, written with the next batch
         self._inflight_logs: dict[str, _Lines] = {}
         self._queued = 0
+        self._lasting = False  # queued work that may wait flush_interval, not progress_interval
+        self._lazy = False  # the writer waits because only progress is queued
+        self._committed = 0.0  # monotonic time of the last swap
         self._durable: dict[str, int] = {}
         self._lone: dict[
             str, Event
@@ -423,6 +436,8 @@ class SqliteStore:
             self._queued += 1
             if self._queued == 1:
                 self._work.set()
+            if type(event) is not ProgressEvent:
+                self._hurry()
             if self._queued == self.batch_size or isinstance(event, URGENT_EVENTS):
                 self._urgent.set()  # an ending waits to be shown until it is kept: commit now
 
@@ -436,6 +451,7 @@ class SqliteStore:
             live = self._live[execution_id] = _Live(record, event)
             tail = self._pending[execution_id] = _Tail(live, limit)
             tail.whole = True
+            self._hurry()
             return tail
         tail = self._pending.get(execution_id)
         if tail is None:
@@ -443,6 +459,13 @@ class SqliteStore:
         tail.limit = limit
         live.fold(event, tail.changed)
         return tail
+
+    def _hurry(self) -> None:
+        """Something that is not progress is queued: commit it within `flush_interval`, ending
+        the writer's wait for progress alone at once (lock held)."""
+        self._lasting = True
+        if self._lazy:
+            self._urgent.set()
 
     def _limit(self, execution_id: str, seq: int) -> int:
         """The seq from which to check on the writer again; first waits while `seq` runs
@@ -493,6 +516,7 @@ class SqliteStore:
                 waiting = self._pending_logs[execution_id] = _Lines(keep)
             waiting.lines = (waiting.lines + lines)[-keep:]
             waiting.keep = keep
+            self._hurry()
             self._work.set()
 
     def logs(self, execution_id: str, after: int = 0) -> list[LogLine]:
@@ -563,9 +587,12 @@ class SqliteStore:
         while True:
             self._work.wait()
             self._urgent.wait(self.flush_interval)
+            self._wait_for_progress()
             with self._lock:
                 self._work.clear()
                 self._urgent.clear()
+                self._lasting = self._lazy = False
+                self._committed = time.monotonic()
                 batch, self._pending = self._pending, {}
                 for tail in batch.values():
                     tail.take()
@@ -608,6 +635,15 @@ class SqliteStore:
             if failure is not None:
                 time.sleep(min(1.0, self.flush_interval * 20))
 
+    def _wait_for_progress(self) -> None:
+        """While only progress is queued, let it wait until `progress_interval` after the last
+        commit; `_hurry`, a flush, an `on_kept` or closing ends the wait."""
+        with self._lock:
+            left = self._committed + self.progress_interval - time.monotonic()
+            self._lazy = left > 0 and not self._lasting and not self._urgent.is_set()
+        if self._lazy:
+            self._urgent.wait(left)
+
     def _requeue(self, batch: dict[str, _Tail]) -> None:
         """Put a batch that failed to commit back in front of what was queued since."""
         for execution_id, tail in batch.items():
@@ -617,6 +653,7 @@ class SqliteStore:
                 batch[execution_id] = newer
         self._pending = {**batch, **{k: v for k, v in self._pending.items() if k not in batch}}
         self._queued = sum(len(t.events) for t in self._pending.values())
+        self._lasting = True  # the failed batch may hold lifecycle events
         self._work.set()
 
     def _write(self, batch: dict[str, _Tail], lines: dict[str, _Lines]) -> str | None:
