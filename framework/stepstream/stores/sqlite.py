@@ -421,7 +421,9 @@ class SqliteStore:
         producer at a time), appends of different executions may run concurrently.
         """
         execution_id = record.execution_id
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not `with`: on this path its __enter__/__exit__ calls cost as much again
+        try:
             if self._closed:
                 raise StoreError(
                     f"store {self.path} is closed; event {event.seq} of {execution_id} was not kept"
@@ -440,6 +442,8 @@ class SqliteStore:
                 self._hurry()
             if self._queued == self.batch_size or isinstance(event, URGENT_EVENTS):
                 self._urgent.set()  # an ending waits to be shown until it is kept: commit now
+        finally:
+            lock.release()
 
     def _tail(self, record: ExecutionRecord, event: Event) -> _Tail:
         """The execution's tail with `event` folded in, new if none is queued; the execution
