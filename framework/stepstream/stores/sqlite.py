@@ -63,7 +63,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -722,11 +722,12 @@ class SqliteStore:
         with self._file_lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    "DELETE FROM events WHERE execution_id = ? AND last_seq = ?", replaced
+                _execute_many(
+                    conn, "DELETE FROM events WHERE execution_id = ? AND last_seq = ?", replaced
                 )
-                conn.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?)", chunks)
-                conn.executemany(
+                _execute_many(conn, "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?)", chunks)
+                _execute_many(
+                    conn,
                     "INSERT INTO executions (execution_id, pipeline, status, finished_at, record, "
                     "idempotency_key, state) VALUES (?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (execution_id) DO UPDATE SET status = excluded.status, "
@@ -734,25 +735,29 @@ class SqliteStore:
                     "state = excluded.state",
                     created,
                 )
-                conn.executemany(
+                _execute_many(
+                    conn,
                     "UPDATE executions SET status = ?, finished_at = ?, state = ? "
                     "WHERE execution_id = ?",
                     moved,
                 )
-                conn.executemany(
-                    "UPDATE executions SET state = ? WHERE execution_id = ?", progressed
+                _execute_many(
+                    conn, "UPDATE executions SET state = ? WHERE execution_id = ?", progressed
                 )
-                conn.executemany("DELETE FROM steps WHERE execution_id = ?", cleared)
-                conn.executemany(
+                _execute_many(conn, "DELETE FROM steps WHERE execution_id = ?", cleared)
+                _execute_many(
+                    conn,
                     "INSERT INTO steps VALUES (?, ?, ?) ON CONFLICT (execution_id, first_index) "
                     "DO UPDATE SET data = excluded.data",  # in place: one page, a replace six
                     [(eid, first, encode(steps)) for eid, first, steps in rows],
                 )
-                conn.executemany(
+                _execute_many(
+                    conn,
                     "INSERT OR REPLACE INTO logs VALUES (?, ?, ?)",
                     [(i, line.n, encode(line)) for i, w in lines.items() for line in w.lines],
                 )
-                conn.executemany(
+                _execute_many(
+                    conn,
                     "DELETE FROM logs WHERE execution_id = ? AND n <= ?",
                     [(i, w.lines[-1].n - w.keep) for i, w in lines.items() if w.lines],
                 )
@@ -1048,6 +1053,13 @@ class SqliteStore:
             raise StoreError(
                 f"store {self.path} closed with {lost} events not written: {self._failure}"
             )
+
+
+def _execute_many(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """`executemany`, skipped when there are no rows: most commits leave most statements
+    empty, and each empty call still cost 4-8 µs of the writer's CPU."""
+    if rows:
+        conn.executemany(sql, rows)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
