@@ -420,30 +420,58 @@ class SqliteStore:
         Safe from any thread; appends of one execution must come in seq order (one
         producer at a time), appends of different executions may run concurrently.
         """
-        execution_id = record.execution_id
         lock = self._lock
         lock.acquire()  # not `with`: on this path its __enter__/__exit__ calls cost as much again
         try:
-            if self._closed:
-                raise StoreError(
-                    f"store {self.path} is closed; event {event.seq} of {execution_id} was not kept"
-                )
-            tail = self._pending.get(execution_id)
-            if tail is None or event.seq >= tail.limit:
-                tail = self._tail(record, event)  # may wait, releasing the lock
-            else:
-                tail.live.fold(event, tail.changed)
-            if not append_coalesced(tail.events, event):
+            tail = self._pending.get(record.execution_id)
+            if (
+                tail is None
+                or type(event) is not ProgressEvent
+                or event.seq >= tail.limit
+                or self._closed
+            ):
+                self._queue(record, event, tail)
                 return
-            self._queued += 1
-            if self._queued == 1:
-                self._work.set()
-            if type(event) is not ProgressEvent:
-                self._hurry()
-            if self._queued == self.batch_size or isinstance(event, URGENT_EVENTS):
-                self._urgent.set()  # an ending waits to be shown until it is kept: commit now
+            # The per-step path: `_Live.fold` and `append_coalesced` inlined, which took a
+            # quarter of the append's time (timed alone: 2.0x MemoryStore.append, now 1.45x).
+            apply_event(tail.live.record, event)
+            changed = tail.changed
+            if event.step is not None:
+                changed.add(event.step.index // STEPS_PER_ROW)
+            if event.steps:
+                changed.update(step.index // STEPS_PER_ROW for step in event.steps)
+            events = tail.events
+            if events and type(events[-1]) is ProgressEvent:
+                events[-1] = event
+            else:
+                events.append(event)
+                self._grew(event)
         finally:
             lock.release()
+
+    def _queue(self, record: ExecutionRecord, event: Event, tail: _Tail | None) -> None:
+        """`append` of any event, `tail` the execution's if one is queued (lock held)."""
+        if self._closed:
+            raise StoreError(
+                f"store {self.path} is closed; event {event.seq} of {record.execution_id} "
+                "was not kept"
+            )
+        if tail is None or event.seq >= tail.limit:
+            tail = self._tail(record, event)  # may wait, releasing the lock
+        else:
+            tail.live.fold(event, tail.changed)
+        if append_coalesced(tail.events, event):
+            self._grew(event)
+
+    def _grew(self, event: Event) -> None:
+        """`event` made the queue longer: wake the writer, or hurry it (lock held)."""
+        self._queued += 1
+        if self._queued == 1:
+            self._work.set()
+        if type(event) is not ProgressEvent:
+            self._hurry()
+        if self._queued == self.batch_size or isinstance(event, URGENT_EVENTS):
+            self._urgent.set()  # an ending waits to be shown until it is kept: commit now
 
     def _tail(self, record: ExecutionRecord, event: Event) -> _Tail:
         """The execution's tail with `event` folded in, new if none is queued; the execution
