@@ -7,8 +7,9 @@ Options: --only steps|long|history|status (repeatable), --out PATH (JSON file).
 1. steps: per-step cost of an N-step sync pipeline (N = 1,000, 10,000, 100,000) with
    `Engine(store="sqlite:///…")` against `Engine(store="memory://")`, `await engine.run(...)`,
    in alternating rounds; the ratio is taken per round (SQLite over memory) and reported
-   as median and spread; with the bytes the process wrote (/proc/self/io `wchar`: the WAL,
-   checkpoints) per execution and per step.
+   as median and spread, of wall time and of the process's CPU time (every thread, the
+   writer's commits until the round's flush included); with the bytes the process wrote
+   (/proc/self/io `wchar`: the WAL, checkpoints) per execution and per step.
 2. long: one execution that, after 10,000 finished steps, runs a step reporting items as
    fast as it can (progress events at the engine's default interval): bytes written per
    minute while it runs.
@@ -31,7 +32,7 @@ import statistics
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, process_time
 from typing import Any
 
 import anyio
@@ -98,28 +99,36 @@ async def bench_steps(tmp: Path, quick: bool) -> dict[str, Any]:
             ),
         }
         per_step: dict[str, list[float]] = {name: [] for name in engines}
+        cpu_per_step: dict[str, list[float]] = {name: [] for name in engines}
         wrote: list[float] = []
         for round_no in range(rounds + 1):  # the first is a warmup
             names = list(engines) if round_no % 2 else list(reversed(engines))
             for name in names:
                 gc.collect()
-                before = written_bytes()
+                before, cpu = written_bytes(), process_time()
                 record = await engines[name].run(chain, {"x": 0})
                 engines[name].store.flush()
+                cpu = process_time() - cpu
                 assert record.status == "completed" and record.outputs == steps
                 if round_no == 0:
                     continue
                 wall = (record.finished_at - record.started_at).total_seconds()  # type: ignore[operator]
                 per_step[name].append(wall / steps * 1e6)
+                cpu_per_step[name].append(cpu / steps * 1e6)
                 if name == "sqlite":
                     wrote.append(written_bytes() - before)
         for engine in engines.values():
             engine.store.close()
         ratios = [s / m for s, m in zip(per_step["sqlite"], per_step["memory"], strict=True)]
+        cpu_ratios = [
+            s / m for s, m in zip(cpu_per_step["sqlite"], cpu_per_step["memory"], strict=True)
+        ]
         result["sizes"][str(steps)] = {
             "rounds": rounds,
             "per_step_us": {name: summary(v) for name, v in per_step.items()},
             "ratio": summary(ratios),
+            "cpu_per_step_us": {name: summary(v) for name, v in cpu_per_step.items()},
+            "cpu_ratio": summary(cpu_ratios),
             "bytes_per_execution": summary(wrote),
             "bytes_per_step": sum(wrote) / len(wrote) / steps,  # checkpoints fall in some rounds
         }
@@ -383,6 +392,7 @@ def show(results: dict[str, Any]) -> None:
             "sqlite µs/step",
             "ratio (per round)",
             "ratio min-max",
+            "CPU ratio",
             "target",
             "written per execution",
             "B/step",
@@ -397,6 +407,8 @@ def show(results: dict[str, Any]) -> None:
                 fmt(row["per_step_us"]["sqlite"], digits=2),
                 f"{fmt(ratio, digits=2)} (spread {ratio['spread']:.0%})",
                 f"{ratio['min']:.2f}-{ratio['max']:.2f}",
+                f"{fmt(row['cpu_ratio'], digits=2)} ({row['cpu_ratio']['min']:.2f}-"
+                f"{row['cpu_ratio']['max']:.2f})",
                 f"≤ {TARGET_RATIO}",
                 f"{row['bytes_per_execution']['median'] / 2**20:.2f} MiB",
                 f"{row['bytes_per_step']:.0f}",

@@ -370,6 +370,60 @@ def test_a_long_step_leaves_one_progress_row_not_one_per_flush(
     assert [e.seq for e in store.events(eid)] == [1, 2, 12, 13]
 
 
+def test_progress_alone_is_committed_by_the_clock_not_once_per_event(
+    db: Path, opened: Callable[..., SqliteStore]
+) -> None:
+    store = opened(cls=CountedCommits, flush_interval=0.001, progress_interval=0.2)
+    engine = Engine(store=store, load_entrypoints=False)
+    eid = new_record(engine, _shapes(), {"path": "a", "sizes": [1]}).execution_id
+    engine.ingest(
+        StartedEvent(execution_id=eid, seq=2, started_at=_now(), progress=_snapshot(0, 0.0))
+    )
+    store.flush()
+    before, began = store.commits, time.monotonic()
+    for seq in range(3, 103):  # each further apart than the flush interval
+        engine.ingest(ProgressEvent(execution_id=eid, seq=seq, progress=_snapshot(0, seq / 10)))
+        time.sleep(0.005)
+    spent = time.monotonic() - began
+    store.flush()
+    assert store.commits - before <= spent / 0.2 + 2  # about one per progress_interval
+    assert [e.seq for e in store.events(eid)] == [1, 2, 102]
+    assert _raw_events(db)[eid][-1].seq == 102
+
+
+def _queue_status(store: SqliteStore, record: ExecutionRecord, seq: int) -> None:
+    store.append(record, status_of(record, seq=seq))
+
+
+def _queue_line(store: SqliteStore, record: ExecutionRecord, seq: int) -> None:
+    line = LogLine(n=1, at=_now(), stream="stdout", message="hello")
+    store.append_logs(record.execution_id, [line], keep=10)
+
+
+@pytest.mark.parametrize("lasting", [_queue_status, _queue_line], ids=["status", "log line"])
+def test_what_is_not_progress_ends_the_writers_wait_for_progress(
+    db: Path,
+    opened: Callable[..., SqliteStore],
+    lasting: Callable[[SqliteStore, ExecutionRecord, int], None],
+) -> None:
+    store = opened(flush_interval=0.001, progress_interval=NEVER)
+    engine = Engine(store=store, load_entrypoints=False)
+    record = new_record(engine, _shapes(), {"path": "a", "sizes": [1]})
+    eid = record.execution_id
+    engine.ingest(
+        StartedEvent(execution_id=eid, seq=2, started_at=_now(), progress=_snapshot(0, 0.0))
+    )
+    store.flush()
+    engine.ingest(ProgressEvent(execution_id=eid, seq=3, progress=_snapshot(0, 1.0)))
+    time.sleep(0.05)  # progress alone waits an hour
+    assert _raw_events(db)[eid][-1].seq == 2
+    lasting(store, record, 4)
+    deadline = time.monotonic() + 20  # no flush: the writer's own clock commits it
+    while _raw_events(db)[eid][-1].seq < 3:
+        assert time.monotonic() < deadline, "the lasting change did not end the wait"
+        time.sleep(0.01)
+
+
 def test_reads_include_queued_events_but_an_ending_only_once_it_is_written(
     db: Path, opened: Callable[..., SqliteStore]
 ) -> None:

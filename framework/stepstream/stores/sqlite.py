@@ -18,7 +18,11 @@ Queued per execution (its "tail"): the events not yet written, coalesced by
 and, between two of them, only the latest progress event), and which rows of step
 states they changed. A writer thread commits the queued tails every `flush_interval`
 seconds, or sooner when much is queued, in one transaction (WAL mode,
-synchronous=NORMAL), so reads never repeat or skip an event.
+synchronous=NORMAL), so reads never repeat or skip an event. When only progress is
+queued (no lifecycle event, no new execution, no captured line) it waits until
+`progress_interval` has passed since the last commit: progress is coalesced meanwhile,
+reads see it from the queue, and a commit per progress event cost more CPU than
+everything else the event does (20 events a second to 100 subscribers: 0.65 ms each).
 
 What a commit writes is proportional to what changed, never to the record's size: the
 events as one chunk (one row per execution per flush, a JSON array), the record's
@@ -59,7 +63,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -344,10 +348,16 @@ class SqliteStore:
     seq_headroom = 1_000_000
 
     def __init__(
-        self, path: str | os.PathLike[str], *, flush_interval: float = 0.025, batch_size: int = 512
+        self,
+        path: str | os.PathLike[str],
+        *,
+        flush_interval: float = 0.025,
+        progress_interval: float = 0.5,
+        batch_size: int = 512,
     ) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.flush_interval = flush_interval
+        self.progress_interval = progress_interval
         self.batch_size = batch_size
         self._lock = threading.Lock()  # the queue and the writer's progress
         self._finished: OrderedDict[str, ExecutionRecord] = OrderedDict()
@@ -363,6 +373,9 @@ class SqliteStore:
         self._pending_logs: dict[str, _Lines] = {}  # captured lines, written with the next batch
         self._inflight_logs: dict[str, _Lines] = {}
         self._queued = 0
+        self._lasting = False  # queued work that may wait flush_interval, not progress_interval
+        self._lazy = False  # the writer waits because only progress is queued
+        self._committed = 0.0  # monotonic time of the last swap
         self._durable: dict[str, int] = {}
         self._lone: dict[
             str, Event
@@ -406,24 +419,58 @@ class SqliteStore:
         Safe from any thread; appends of one execution must come in seq order (one
         producer at a time), appends of different executions may run concurrently.
         """
-        execution_id = record.execution_id
-        with self._lock:
-            if self._closed:
-                raise StoreError(
-                    f"store {self.path} is closed; event {event.seq} of {execution_id} was not kept"
-                )
-            tail = self._pending.get(execution_id)
-            if tail is None or event.seq >= tail.limit:
-                tail = self._tail(record, event)  # may wait, releasing the lock
-            else:
-                tail.live.fold(event, tail.changed)
-            if not append_coalesced(tail.events, event):
+        lock = self._lock
+        lock.acquire()  # not `with`: on this path its __enter__/__exit__ calls cost as much again
+        try:
+            tail = self._pending.get(record.execution_id)
+            if (
+                tail is None
+                or type(event) is not ProgressEvent
+                or event.seq >= tail.limit
+                or self._closed
+            ):
+                self._queue(record, event, tail)
                 return
-            self._queued += 1
-            if self._queued == 1:
-                self._work.set()
-            if self._queued == self.batch_size or isinstance(event, URGENT_EVENTS):
-                self._urgent.set()  # an ending waits to be shown until it is kept: commit now
+            # The per-step path: `_Live.fold` and `append_coalesced` inlined, whose calls took
+            # a third of the append's time (timed alone: 2.1x MemoryStore.append, now 1.6x).
+            apply_event(tail.live.record, event)
+            changed = tail.changed
+            if event.step is not None:
+                changed.add(event.step.index // STEPS_PER_ROW)
+            if event.steps:
+                changed.update(step.index // STEPS_PER_ROW for step in event.steps)
+            events = tail.events
+            if events and type(events[-1]) is ProgressEvent:
+                events[-1] = event
+            else:
+                events.append(event)
+                self._grew(event)
+        finally:
+            lock.release()
+
+    def _queue(self, record: ExecutionRecord, event: Event, tail: _Tail | None) -> None:
+        """`append` of any event, `tail` the execution's if one is queued (lock held)."""
+        if self._closed:
+            raise StoreError(
+                f"store {self.path} is closed; event {event.seq} of {record.execution_id} "
+                "was not kept"
+            )
+        if tail is None or event.seq >= tail.limit:
+            tail = self._tail(record, event)  # may wait, releasing the lock
+        else:
+            tail.live.fold(event, tail.changed)
+        if append_coalesced(tail.events, event):
+            self._grew(event)
+
+    def _grew(self, event: Event) -> None:
+        """`event` made the queue longer: wake the writer, or hurry it (lock held)."""
+        self._queued += 1
+        if self._queued == 1:
+            self._work.set()
+        if type(event) is not ProgressEvent:
+            self._hurry()
+        if self._queued == self.batch_size or isinstance(event, URGENT_EVENTS):
+            self._urgent.set()  # an ending waits to be shown until it is kept: commit now
 
     def _tail(self, record: ExecutionRecord, event: Event) -> _Tail:
         """The execution's tail with `event` folded in, new if none is queued; the execution
@@ -435,6 +482,7 @@ class SqliteStore:
             live = self._live[execution_id] = _Live(record, event)
             tail = self._pending[execution_id] = _Tail(live, limit)
             tail.whole = True
+            self._hurry()
             return tail
         tail = self._pending.get(execution_id)
         if tail is None:
@@ -442,6 +490,13 @@ class SqliteStore:
         tail.limit = limit
         live.fold(event, tail.changed)
         return tail
+
+    def _hurry(self) -> None:
+        """Something that is not progress is queued: commit it within `flush_interval`, ending
+        the writer's wait for progress alone at once (lock held)."""
+        self._lasting = True
+        if self._lazy:
+            self._urgent.set()
 
     def _limit(self, execution_id: str, seq: int) -> int:
         """The seq from which to check on the writer again; first waits while `seq` runs
@@ -492,6 +547,7 @@ class SqliteStore:
                 waiting = self._pending_logs[execution_id] = _Lines(keep)
             waiting.lines = (waiting.lines + lines)[-keep:]
             waiting.keep = keep
+            self._hurry()
             self._work.set()
 
     def logs(self, execution_id: str, after: int = 0) -> list[LogLine]:
@@ -562,9 +618,12 @@ class SqliteStore:
         while True:
             self._work.wait()
             self._urgent.wait(self.flush_interval)
+            self._wait_for_progress()
             with self._lock:
                 self._work.clear()
                 self._urgent.clear()
+                self._lasting = self._lazy = False
+                self._committed = time.monotonic()
                 batch, self._pending = self._pending, {}
                 for tail in batch.values():
                     tail.take()
@@ -607,6 +666,15 @@ class SqliteStore:
             if failure is not None:
                 time.sleep(min(1.0, self.flush_interval * 20))
 
+    def _wait_for_progress(self) -> None:
+        """While only progress is queued, let it wait until `progress_interval` after the last
+        commit; `_hurry`, a flush, an `on_kept` or closing ends the wait."""
+        with self._lock:
+            left = self._committed + self.progress_interval - time.monotonic()
+            self._lazy = left > 0 and not self._lasting and not self._urgent.is_set()
+        if self._lazy:
+            self._urgent.wait(left)
+
     def _requeue(self, batch: dict[str, _Tail]) -> None:
         """Put a batch that failed to commit back in front of what was queued since."""
         for execution_id, tail in batch.items():
@@ -616,6 +684,7 @@ class SqliteStore:
                 batch[execution_id] = newer
         self._pending = {**batch, **{k: v for k, v in self._pending.items() if k not in batch}}
         self._queued = sum(len(t.events) for t in self._pending.values())
+        self._lasting = True  # the failed batch may hold lifecycle events
         self._work.set()
 
     def _write(self, batch: dict[str, _Tail], lines: dict[str, _Lines]) -> str | None:
@@ -680,11 +749,12 @@ class SqliteStore:
         with self._file_lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    "DELETE FROM events WHERE execution_id = ? AND last_seq = ?", replaced
+                _execute_many(
+                    conn, "DELETE FROM events WHERE execution_id = ? AND last_seq = ?", replaced
                 )
-                conn.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?)", chunks)
-                conn.executemany(
+                _execute_many(conn, "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?)", chunks)
+                _execute_many(
+                    conn,
                     "INSERT INTO executions (execution_id, pipeline, status, finished_at, record, "
                     "idempotency_key, state) VALUES (?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (execution_id) DO UPDATE SET status = excluded.status, "
@@ -692,25 +762,29 @@ class SqliteStore:
                     "state = excluded.state",
                     created,
                 )
-                conn.executemany(
+                _execute_many(
+                    conn,
                     "UPDATE executions SET status = ?, finished_at = ?, state = ? "
                     "WHERE execution_id = ?",
                     moved,
                 )
-                conn.executemany(
-                    "UPDATE executions SET state = ? WHERE execution_id = ?", progressed
+                _execute_many(
+                    conn, "UPDATE executions SET state = ? WHERE execution_id = ?", progressed
                 )
-                conn.executemany("DELETE FROM steps WHERE execution_id = ?", cleared)
-                conn.executemany(
+                _execute_many(conn, "DELETE FROM steps WHERE execution_id = ?", cleared)
+                _execute_many(
+                    conn,
                     "INSERT INTO steps VALUES (?, ?, ?) ON CONFLICT (execution_id, first_index) "
                     "DO UPDATE SET data = excluded.data",  # in place: one page, a replace six
                     [(eid, first, encode(steps)) for eid, first, steps in rows],
                 )
-                conn.executemany(
+                _execute_many(
+                    conn,
                     "INSERT OR REPLACE INTO logs VALUES (?, ?, ?)",
                     [(i, line.n, encode(line)) for i, w in lines.items() for line in w.lines],
                 )
-                conn.executemany(
+                _execute_many(
+                    conn,
                     "DELETE FROM logs WHERE execution_id = ? AND n <= ?",
                     [(i, w.lines[-1].n - w.keep) for i, w in lines.items() if w.lines],
                 )
@@ -1006,6 +1080,13 @@ class SqliteStore:
             raise StoreError(
                 f"store {self.path} closed with {lost} events not written: {self._failure}"
             )
+
+
+def _execute_many(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """`executemany`, skipped when there are no rows: most commits leave most statements
+    empty, and each empty call still cost 4-8 µs of the writer's CPU."""
+    if rows:
+        conn.executemany(sql, rows)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
