@@ -3,9 +3,7 @@
 A server answers a new execution only once the store keeps it. Asking the store
 (`on_kept`) per waiter costs each one a wake-up of the event loop from the store's
 writer thread, as dear as a SQLite commit itself; so the waiters that arrive in one
-turn of the loop ask once, together, at the end of that turn. A store that answered
-at once last time (the memory store always does) is asked at once instead: its
-waiter goes on without waiting for the end of the turn.
+turn of the loop ask once, together, at the end of that turn.
 """
 
 from __future__ import annotations
@@ -40,19 +38,13 @@ class KeptWaiters:
     def __init__(self, store: ExecutionStore) -> None:
         self._store = store
         self._open: _Round | None = None  # joined this turn; asks the store at its end
-        self._at_once = False  # the store's last answer came before `on_kept` returned
 
     async def wait(self) -> None:
         round_ = self._open
         if round_ is None:
-            round_ = _Round()
-            if self._at_once:
-                self._ask(round_)
-            else:
-                self._open = round_
-                asyncio.get_running_loop().call_soon(self._ask, round_)
-        if not round_.done.is_set():
-            await round_.done.wait()
+            round_ = self._open = _Round()
+            asyncio.get_running_loop().call_soon(self._ask, round_)
+        await round_.done.wait()
         if round_.error is not None:
             raise round_.error
 
@@ -77,4 +69,3 @@ class KeptWaiters:
             error = StoreError(f"the store could not be asked whether it kept the execution: {exc}")
             error.__cause__ = exc
             round_.settle(error)
-        self._at_once = round_.done.is_set()
