@@ -25,6 +25,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+from bench_server import checkout_of
 from rich.console import Console
 from rich.table import Table
 
@@ -95,7 +96,7 @@ def main() -> None:
     runs = {**PEERS, **commands(PYTHON)}
     other = ""
     if args.compare:
-        other = f" ({Path(args.compare).parents[2].name})"  # the other checkout's name
+        other = f" ({checkout_of(args.compare)})"
         runs.update(commands(args.compare, other))
     load_before = os.getloadavg()[0]
     rows = bench(runs, 5 if args.quick else 15)

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench_server import environment, save
+from bench_server import checkout_of, environment, save
 from bench_submit import bare_app
 from rich.console import Console
 from rich.table import Table
@@ -204,7 +204,7 @@ def main() -> None:
     names = {"null": NULL, "bare": BARE}
     runs = {names.get(kind, f"stepstream, {kind} store"): (sys.executable, kind) for kind in KINDS}
     if args.compare:
-        label = Path(args.compare).parents[2].name
+        label = checkout_of(args.compare)
         for kind in ("memory", "sqlite"):
             runs[f"{label}: stepstream, {kind} store"] = (args.compare, kind)
     figures = {}

@@ -951,6 +951,11 @@ def bench_e2e(log_dir: Path, quick: bool) -> dict[str, Any]:
 # -- reporting ---------------------------------------------------------------------------------
 
 
+def checkout_of(python: str) -> str:
+    """The folder of the checkout whose `.venv/bin/python` this is: how --compare names it."""
+    return Path(python).parents[2].name
+
+
 def environment() -> dict[str, Any]:
     """What the figures depend on: versions, commit, load."""
     root = THIS_FILE.parent.parent

@@ -28,6 +28,7 @@ import msgspec
 from bench_server import (
     READY,
     Child,
+    checkout_of,
     environment,
     stepstream_serve,
     summary,
@@ -100,8 +101,7 @@ def bench(log_dir: Path, quick: bool, compare: str | None = None) -> dict[str, A
         "stepstream, memory store": stepstream_serve(log_dir, "submit-memory", "memory"),
     }
     if compare:
-        other = Path(compare).parent
-        label = other.parents[1].name  # the other checkout's folder
+        other, label = Path(compare).parent, checkout_of(compare)
         for store in ("sqlite", "memory"):
             servers[f"{label}: stepstream, {store} store"] = stepstream_serve(
                 log_dir, f"submit-{store}-{label}", store, bin_dir=other
